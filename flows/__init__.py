@@ -1,0 +1,1 @@
+"""colabflow's Prefect flows and the `colabflow` command."""

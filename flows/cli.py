@@ -1,0 +1,117 @@
+"""The `colabflow` command: parse arguments, call a flow or a plain function, print the result.
+
+Exit status: 0 success, 1 some chunks failed or did not verify, 2 the job could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tasks.errors import ColabflowError
+from tasks.parameters import CompressJob, GitHubDispatchCallback, WebhookCallback
+from tasks.restore import JobCheck, check_job
+
+# A first run on an empty PREFECT_HOME migrates the database before the temporary server
+# answers; Prefect's default 20 s wait is too short for that on a small machine.
+EPHEMERAL_STARTUP_SECONDS = "180"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colabflow", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    compress = commands.add_parser("compress", help="compress a folder of chunks into a job folder")
+    compress.add_argument("source", nargs="+", help="directories, files or file:// URIs of the chunks")
+    compress.add_argument("destination", help="directory that receives <job>/")
+    compress.add_argument("--job", required=True, help="job name: letters, digits, '.', '_', '-'")
+    compress.add_argument("--level", type=int, default=6, help="gzip level 0-9 (default 6)")
+    compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
+    compress.add_argument("--batch-size", type=int, default=64, help="most chunks per batch (default 64)")
+    compress.add_argument("--batch-bytes", type=int, default=64 * 1024 * 1024, help="most bytes per batch")
+    compress.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
+    compress.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
+    compress.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
+    compress.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
+    compress.add_argument("--github-repo", metavar="OWNER/REPO", help="send repository_dispatch to this repo")
+    compress.add_argument("--github-token-block", metavar="NAME", help="Secret block with the GitHub token")
+    compress.add_argument("--github-event-type", default="colabflow-job-finished", help="event_type to send")
+    compress.add_argument("--github-api-url", default="https://api.github.com", help="GitHub API base URL")
+
+    restore = commands.add_parser("restore", help="restore every chunk of a job folder and check its sha256")
+    restore.add_argument("job_dir", type=Path, help="<destination>/<job>")
+    restore.add_argument("out_dir", type=Path, help="directory that receives the restored chunks")
+
+    verify = commands.add_parser("verify", help="check every chunk of a job folder without writing")
+    verify.add_argument("job_dir", type=Path, help="<destination>/<job>")
+    return parser
+
+
+def compress_request(arguments: argparse.Namespace) -> CompressJob:
+    """Build and validate the flow's parameters from the command line."""
+    callback: WebhookCallback | GitHubDispatchCallback | None = None
+    if arguments.webhook:
+        callback = WebhookCallback(url=arguments.webhook, secret_block=arguments.webhook_secret_block)
+    elif arguments.github_repo:
+        if not arguments.github_token_block:
+            raise ColabflowError("--github-repo needs --github-token-block NAME (a Secret block holding the token)")
+        callback = GitHubDispatchCallback(
+            repository=arguments.github_repo, token_block=arguments.github_token_block,
+            event_type=arguments.github_event_type, api_url=arguments.github_api_url,
+        )
+    return CompressJob(
+        source=arguments.source, destination=arguments.destination, job=arguments.job,
+        codec=arguments.codec, level=arguments.level, batch_size=arguments.batch_size,
+        batch_bytes=arguments.batch_bytes, callback=callback,
+        refresh_checkpoints=arguments.refresh_checkpoints,
+    )
+
+
+def run_compress(arguments: argparse.Namespace) -> int:
+    request = compress_request(arguments)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.compress_chunks import compress_chunks
+
+    report = compress_chunks(request)
+    if arguments.json:
+        print(report.model_dump_json())
+    else:
+        print(report.model_dump_json(indent=2))
+    return 1 if report.failed else 0
+
+
+def print_check(check: JobCheck, verb: str) -> int:
+    for problem in check.problems:
+        print(f"FAILED {problem.reason}", file=sys.stderr)
+    good = check.chunks - len(check.problems)
+    print(f"{verb} {good} of {check.chunks} chunks in {check.job_dir} ({check.bytes_restored} bytes), "
+          f"{len(check.problems)} problems")
+    return 1 if check.problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        if arguments.command == "compress":
+            return run_compress(arguments)
+        if arguments.command == "restore":
+            return print_check(check_job(arguments.job_dir, arguments.out_dir), "restored")
+        return print_check(check_job(arguments.job_dir), "verified")
+    except ValidationError as error:
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"]) or "parameters"
+            print(f"error: {field}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except ColabflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

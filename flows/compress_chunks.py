@@ -1,0 +1,38 @@
+"""Flow `compress-chunks`: fetch -> compress -> upload -> manifest -> callback. Wiring only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from prefect import flow
+
+from tasks.artifacts import advance_progress, publish_report, start_progress
+from tasks.callback import send_callback
+from tasks.compress import prepare_job_task, run_batch
+from tasks.fetch import plan_job_task
+from tasks.manifest import write_manifest_task
+from tasks.models import JobReport
+from tasks.parameters import CompressJob
+from tasks.report import finished_recipes, summarize_job
+
+
+@flow(name="compress-chunks", log_prints=False)
+def compress_chunks(request: CompressJob) -> JobReport:
+    """Compress every chunk of `request.source` into standard gzip members, resumably."""
+    settings = prepare_job_task(request.destination, request.job, request.codec, request.level)
+    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes)
+    progress = start_progress(request.job, len(plan.batches))
+    outcomes = []
+    for finished, batch in enumerate(plan.batches, start=1):
+        outcomes.append(run_batch(batch, settings, request.refresh_checkpoints))
+        advance_progress(progress, finished, len(plan.batches))
+    manifest = write_manifest_task(settings, finished_recipes(outcomes))
+    report = summarize_job(settings, plan, outcomes, manifest, datetime.now(timezone.utc))
+    publish_report(report)
+    if request.callback is not None:
+        send_callback(request.callback, report, settings)
+    return report
+
+
+if __name__ == "__main__":
+    print(compress_chunks(CompressJob(source=["tests/data/sample"], job="sample")).model_dump_json(indent=2))

@@ -1,0 +1,1 @@
+"""colabflow's stages: plain typed functions, each wrapped by a thin Prefect task."""

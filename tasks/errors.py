@@ -1,0 +1,80 @@
+"""The one exception tree of colabflow.
+
+    ColabflowError
+    ├── InvalidParameterError(ValueError)      a job parameter that cannot work
+    ├── InvalidChunkError(ValueError)          a chunk id or chunk that must not be processed
+    │   └── ChunkChangedError                  the bytes changed between fingerprint and compress
+    ├── SourceNotFoundError(FileNotFoundError) a source location that does not exist
+    ├── EmptySourceError(ValueError)           a source location with no chunks in it
+    ├── CodecUnavailableError(RuntimeError)    a codec that cannot run on this machine
+    ├── DestinationError(OSError)              a destination that cannot take the output
+    ├── CorruptOutputError(ValueError)         a .gz, recipe or manifest that fails its checks
+    ├── CallbackRejectedError(RuntimeError)    a remote that refused the callback (401/403/404/4xx)
+    └── RemoteUnavailableError(ConnectionError) a remote that may answer later (429, 5xx, network)
+
+Messages name the thing, what was expected, what arrived and what to do next.
+Bad input (the ValueError branch) is never retried; the remote branch is.
+"""
+
+from __future__ import annotations
+
+
+class ColabflowError(Exception):
+    """Base class of every error colabflow raises on purpose."""
+
+
+class InvalidParameterError(ColabflowError, ValueError):
+    """A job parameter is well-formed but cannot work (for example an unsupported scheme)."""
+
+
+class InvalidChunkError(ColabflowError, ValueError):
+    """A chunk id or a chunk's content must not be processed."""
+
+
+class ChunkChangedError(InvalidChunkError):
+    """A chunk's bytes changed between fingerprinting and compression."""
+
+
+class SourceNotFoundError(ColabflowError, FileNotFoundError):
+    """A source location does not exist."""
+
+
+class EmptySourceError(ColabflowError, ValueError):
+    """A source location holds no chunks."""
+
+
+class CodecUnavailableError(ColabflowError, RuntimeError):
+    """The requested codec cannot run on this machine."""
+
+
+class DestinationError(ColabflowError, OSError):
+    """The destination cannot take the output (permissions, full disk, name too long)."""
+
+
+class CorruptOutputError(ColabflowError, ValueError):
+    """A compressed chunk, recipe or manifest fails its integrity checks."""
+
+
+class CallbackRejectedError(ColabflowError, RuntimeError):
+    """A callback target refused the request in a way a retry cannot fix."""
+
+
+class RemoteUnavailableError(ColabflowError, ConnectionError):
+    """A remote service did not answer usefully now; a later attempt may succeed.
+
+    Attributes:
+        retry_after: seconds the remote asked us to wait, when it said so.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Tell whether a failed attempt may succeed when tried again."""
+    if isinstance(error, RemoteUnavailableError):
+        return True
+    if isinstance(error, ColabflowError):
+        return False
+    return isinstance(error, OSError)

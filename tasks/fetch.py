@@ -1,0 +1,87 @@
+"""Fetch stage: list a job's chunks, read and hash them, and group them into batches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.errors import ColabflowError
+from tasks.models import ChunkFailure, ChunkFingerprint, ChunkRef, JobPlan
+from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
+from tasks.sources import list_sources, read_chunk
+
+
+def worker_count() -> int:
+    """Threads to use: one per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fingerprint_chunk(ref: ChunkRef, reader: Callable[[str], bytes] = read_chunk) -> ChunkFingerprint:
+    """Read a chunk and return it with its sha256 and actual size."""
+    data = reader(ref.uri)
+    return ChunkFingerprint(
+        chunk_id=ref.chunk_id, uri=ref.uri, size=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def fingerprint_chunks(refs: list[ChunkRef]) -> tuple[list[ChunkFingerprint], list[ChunkFailure]]:
+    """Fingerprint chunks on every core; unreadable chunks become failures, in input order."""
+
+    def attempt(ref: ChunkRef) -> ChunkFingerprint | ChunkFailure:
+        try:
+            return fingerprint_chunk(ref)
+        except (ColabflowError, PermissionError, IsADirectoryError) as error:
+            return ChunkFailure(chunk_id=ref.chunk_id, reason=str(error))
+
+    with ThreadPoolExecutor(worker_count()) as pool:
+        outcomes = list(pool.map(attempt, refs))
+    fingerprints = [item for item in outcomes if isinstance(item, ChunkFingerprint)]
+    failures = [item for item in outcomes if isinstance(item, ChunkFailure)]
+    return fingerprints, failures
+
+
+def plan_batches(
+    chunks: Iterable[ChunkFingerprint], batch_size: int, batch_bytes: int
+) -> list[list[ChunkFingerprint]]:
+    """Group chunks in order; a batch closes at `batch_size` chunks or `batch_bytes` bytes."""
+    batches: list[list[ChunkFingerprint]] = []
+    current: list[ChunkFingerprint] = []
+    current_bytes = 0
+    for chunk in chunks:
+        if current and (len(current) >= batch_size or current_bytes + chunk.size > batch_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(chunk)
+        current_bytes += chunk.size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def plan_job(sources: list[str], batch_size: int, batch_bytes: int) -> JobPlan:
+    """List, validate and fingerprint every chunk, then batch them."""
+    refs, invalid = list_sources(sources)
+    fingerprints, unreadable = fingerprint_chunks(refs)
+    return JobPlan(
+        batches=plan_batches(fingerprints, batch_size, batch_bytes),
+        failures=invalid + unreadable,
+        chunks_total=len(refs) + len(invalid),
+    )
+
+
+@task(
+    name="plan-job",
+    retries=len(IO_RETRY_DELAYS),
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int) -> JobPlan:
+    """List and fingerprint the job's chunks."""
+    return plan_job(sources, batch_size, batch_bytes)

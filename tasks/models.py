@@ -1,0 +1,132 @@
+"""Pydantic models shared by the stages: chunks, recipes, batch results and the job report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.codecs import CodecChoice
+
+RECIPE_SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChunkRef(_Frozen):
+    """A chunk found in a source: its id (path relative to the source root) and where it lives."""
+
+    chunk_id: str = Field(description="Path relative to the source root, POSIX separators.")
+    uri: str = Field(description="Where the chunk's bytes are read from.")
+    size: int = Field(ge=0, description="Size in bytes when listed.")
+
+
+class ChunkFingerprint(ChunkRef):
+    """A chunk whose content has been hashed: the sha256 is what checkpoints are keyed by."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the chunk's bytes.")
+
+
+class ChunkFailure(_Frozen):
+    """A chunk that could not be processed, and why."""
+
+    chunk_id: str = Field(description="The chunk id (or the raw name when the id is invalid).")
+    reason: str = Field(description="What went wrong and how to fix it.")
+
+
+class Recipe(_Frozen):
+    """Everything needed to check and restore one compressed chunk. Never holds a secret."""
+
+    schema_version: int = RECIPE_SCHEMA_VERSION
+    chunk_id: str
+    source_uri: str
+    original_sha256: str
+    original_size: int = Field(ge=0)
+    codec: str
+    codec_version: str
+    level: int = Field(ge=0, le=9)
+    compressed_size: int = Field(ge=0)
+    compressed_sha256: str
+    ratio: float = Field(description="original_size / compressed_size.")
+    seconds: float = Field(ge=0, description="Time spent compressing this chunk.")
+    device: str = Field(description="'cpu' or the GPU's name.")
+    created_at: datetime
+    colabflow_version: str
+
+
+class ManifestEntry(_Frozen):
+    """One line of `<job>/manifest.jsonl`."""
+
+    chunk_id: str
+    original_sha256: str
+    original_size: int
+    compressed_sha256: str
+    compressed_size: int
+
+
+class BatchResult(_Frozen):
+    """What one batch produced; this is the persisted checkpoint of the batch."""
+
+    recipes: list[Recipe] = Field(default_factory=list)
+    failures: list[ChunkFailure] = Field(default_factory=list)
+    found_at_destination: list[str] = Field(
+        default_factory=list,
+        description="Chunk ids whose output was already at the destination, so not recompressed.",
+    )
+
+
+class ManifestSummary(_Frozen):
+    """The manifest written at the end of a run."""
+
+    path: str
+    sha256: str
+    entries: int
+    missing: list[ChunkFailure] = Field(default_factory=list)
+
+
+class JobReport(BaseModel):
+    """What a job did. The flow returns it and the callback carries it."""
+
+    job: str
+    chunks_total: int
+    compressed: int
+    reused: int
+    failed: list[ChunkFailure]
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+    batches_total: int
+    batches_reused: int
+    manifest_sha256: str
+
+
+class JobPlan(_Frozen):
+    """The chunks of a job, fingerprinted and grouped into batches."""
+
+    batches: list[list[ChunkFingerprint]]
+    failures: list[ChunkFailure]
+    chunks_total: int
+
+
+class BatchSettings(_Frozen):
+    """Everything a batch needs besides its chunks; part of every checkpoint key."""
+
+    destination: str = Field(description="Absolute destination location.")
+    job: str
+    codec_choice: CodecChoice
+    codec: str
+    codec_version: str
+    level: int
+    device: str
+    started_at: datetime
+
+
+class BatchOutcome(_Frozen):
+    """How one batch ended in this run: its result, or the error that stopped it."""
+
+    chunk_ids: list[str]
+    result: BatchResult | None = None
+    error: str | None = None
+    from_checkpoint: bool = False

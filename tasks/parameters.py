@@ -1,0 +1,110 @@
+"""`CompressJob`, the one parameter model of the compress flow (rendered as a form in the UI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.codecs import CodecChoice
+
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_LOCAL_SCHEMES = ("", "file")
+
+
+class WebhookCallback(BaseModel):
+    """POST the job report as JSON, signed with HMAC-SHA256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["webhook"] = "webhook"
+    url: str = Field(description="http(s) URL that receives the job report.")
+    secret_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the HMAC key; unsigned if empty.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"webhook url must be an http:// or https:// URL, got {url!r}")
+        return url
+
+
+class GitHubDispatchCallback(BaseModel):
+    """Send a GitHub `repository_dispatch` event carrying the job report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["github"] = "github"
+    repository: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="OWNER/REPO that receives the event."
+    )
+    token_block: str = Field(description="Name of a Prefect Secret block holding the GitHub token.")
+    event_type: str = Field(
+        default="colabflow-job-finished", min_length=1, max_length=100,
+        description="The event_type a workflow's `repository_dispatch: types:` listens for.",
+    )
+    api_url: str = Field(
+        default="https://api.github.com", description="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)."
+    )
+
+
+Callback = Annotated[Union[WebhookCallback, GitHubDispatchCallback], Field(discriminator="kind")]
+
+
+class CompressJob(BaseModel):
+    """Compress every chunk of a source into standard gzip members at a destination."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: list[str] = Field(
+        min_length=1,
+        description="A local directory, a file:// URI, or a list of chunk files and directories.",
+    )
+    destination: str = Field(
+        default="./colabflow-data", min_length=1, description="Local directory that receives <job>/."
+    )
+    job: str = Field(pattern=JOB_NAME_PATTERN, description="Job name: letters, digits, '.', '_', '-'.")
+    codec: CodecChoice = Field(default="auto", description="auto picks the GPU when usable, else the CPU.")
+    level: int = Field(default=6, ge=0, le=9, description="gzip level 0-9; 0 stores without compressing.")
+    batch_size: int = Field(default=64, ge=1, le=100_000, description="Most chunks in one batch.")
+    batch_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Most bytes in one batch (one oversized chunk still runs alone)."
+    )
+    callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
+    refresh_checkpoints: bool = Field(
+        default=False, description="Ignore saved batch checkpoints and check every chunk again."
+    )
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _one_or_many(cls, source: object) -> object:
+        return [source] if isinstance(source, str) else source
+
+    @field_validator("source")
+    @classmethod
+    def _local_sources(cls, source: list[str]) -> list[str]:
+        for location in source:
+            _require_local("source", location)
+        return source
+
+    @field_validator("destination")
+    @classmethod
+    def _local_destination(cls, destination: str) -> str:
+        return _require_local("destination", destination)
+
+
+def _require_local(field: str, location: str) -> str:
+    if not location:
+        raise ValueError(f"{field} must not be empty")
+    scheme = urlsplit(location).scheme
+    if scheme not in _LOCAL_SCHEMES:
+        raise ValueError(
+            f"{field} {location!r} uses the scheme {scheme + '://'!r}; this version supports local "
+            "directories and file:// URIs"
+        )
+    return location
