@@ -1,23 +1,44 @@
-"""Standard gzip members built around any codec's output (RFC 1952)."""
+"""Standard gzip members (RFC 1952) built around raw deflate streams (RFC 1951).
+
+Any codec that emits raw deflate (ISA-L, zlib with wbits=-15, or a GPU) becomes a file that
+plain `gzip -d` restores once it is framed here.
+"""
 
 from __future__ import annotations
 
-import zlib
+import struct
 
-_GZIP_WBITS = 31
+from isal import isal_zlib
+
+# Magic, deflate, no flags, mtime 0 (so equal input gives equal bytes), no extra flags, OS unknown.
+GZIP_HEADER = bytes([0x1F, 0x8B, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xFF])
+_MAX_STORED_BLOCK = 65535
+
+
+def frame_raw_deflate(raw_deflate: bytes, crc32: int, original_size: int) -> bytes:
+    """Wrap a raw deflate stream in a gzip header and a CRC32/ISIZE trailer."""
+    return GZIP_HEADER + raw_deflate + struct.pack("<II", crc32 & 0xFFFFFFFF, original_size & 0xFFFFFFFF)
+
+
+def stored_deflate(data: bytes) -> bytes:
+    """Raw deflate of stored blocks only: the input plus 5 bytes per 64 KiB block."""
+    view = memoryview(data)
+    starts = range(0, max(len(data), 1), _MAX_STORED_BLOCK)
+    parts: list[bytes] = []
+    for start in starts:
+        block = view[start : start + _MAX_STORED_BLOCK]
+        final = 1 if start + _MAX_STORED_BLOCK >= len(data) else 0
+        parts.append(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF))
+        parts.append(bytes(block))
+    return b"".join(parts)
 
 
 def stored_gzip_member(data: bytes) -> bytes:
-    """Wrap `data` in one gzip member of stored (uncompressed) deflate blocks.
-
-    Used for incompressible input: it grows by 18 bytes plus 5 per 64 KiB block, the least
-    any valid gzip member can add, and plain `gzip -d` still restores it.
-    """
-    compressor = zlib.compressobj(0, zlib.DEFLATED, _GZIP_WBITS)
-    return compressor.compress(data) + compressor.flush()
+    """One gzip member of stored blocks: what incompressible input becomes."""
+    return frame_raw_deflate(stored_deflate(data), isal_zlib.crc32(data), len(data))
 
 
 def stored_member_size(original_size: int) -> int:
     """Size of `stored_gzip_member` output for an input of `original_size` bytes."""
-    blocks = max(1, -(-original_size // 65535))
+    blocks = max(1, -(-original_size // _MAX_STORED_BLOCK))
     return 18 + original_size + 5 * blocks

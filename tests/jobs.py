@@ -1,0 +1,19 @@
+"""Build a job folder with the plain stage functions, no Prefect involved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.compress import compress_batch, prepare_job
+from tasks.fetch import plan_job
+from tasks.manifest import write_manifest
+from tasks.models import BatchResult
+
+
+def build_job(source: Path, destination: Path, job: str = "job", batch_size: int = 3) -> list[BatchResult]:
+    """Compress `source` into `destination/job` and write its manifest."""
+    settings = prepare_job(str(destination), job, "cpu", 6)
+    plan = plan_job([str(source)], batch_size, 10**9)
+    results = [compress_batch(batch, settings) for batch in plan.batches]
+    write_manifest(settings, [recipe for result in results for recipe in result.recipes])
+    return results

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from tasks.codecs import IsalGzipCodec, resolve_codec
+from tasks.errors import CodecUnavailableError
+from tasks.gzip_framing import stored_member_size
+
+TEXT = b"def compress(data):\n    return isal_zlib.compress(data)\n" * 2000
+
+
+def gunzip(member: bytes) -> bytes:
+    """Decompress with the system gzip, an independent implementation."""
+    return subprocess.run(["gzip", "-dc"], input=member, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("level", range(10))
+def test_every_level_gives_one_member_that_system_gzip_restores(level: int) -> None:
+    """System gzip restores every level's output byte for byte."""
+    member = IsalGzipCodec(level).compress(TEXT)
+    subprocess.run(["gzip", "-t"], input=member, check=True)
+    assert hashlib.sha256(gunzip(member)).digest() == hashlib.sha256(TEXT).digest()
+
+
+def test_text_shrinks_and_output_is_deterministic() -> None:
+    """Compressible input shrinks, and the same input gives the same bytes (mtime 0)."""
+    codec = IsalGzipCodec(6)
+    assert len(codec.compress(TEXT)) < len(TEXT) / 10
+    assert codec.compress(TEXT) == codec.compress(TEXT)
+
+
+def test_incompressible_input_is_stored_not_grown() -> None:
+    """Random bytes come out as a stored member, the smallest valid gzip."""
+    data = os.urandom(300_000)
+    member = IsalGzipCodec(6).compress(data)
+    assert len(member) == stored_member_size(len(data))
+    assert gunzip(member) == data
+
+
+def test_empty_input_is_a_valid_empty_member() -> None:
+    """A 0-byte chunk compresses to a member that restores to nothing."""
+    member = IsalGzipCodec(6).compress(b"")
+    assert gunzip(member) == b""
+
+
+def test_auto_and_cpu_pick_isal_on_the_cpu() -> None:
+    """Without a GPU codec, auto and cpu both run ISA-L on the CPU."""
+    for choice in ("auto", "cpu"):
+        codec = resolve_codec(choice, 6)  # type: ignore[arg-type]
+        assert (codec.name, codec.device, codec.level) == ("isal", "cpu", 6)
+
+
+def test_gpu_without_a_gpu_fails_with_the_reason() -> None:
+    """codec=gpu on a CPU machine fails at once and says what is missing and what to use."""
+    with pytest.raises(CodecUnavailableError) as caught:
+        resolve_codec("gpu", 6)
+    message = str(caught.value)
+    assert "codec 'gpu' cannot run" in message
+    assert "--codec cpu" in message
+    assert "torch" in message

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from tasks.destinations import LocalDestination, open_destination, write_atomically
+from tasks.errors import CorruptOutputError, DestinationError, InvalidChunkError, InvalidParameterError
+from tasks.models import Recipe
+
+
+def recipe_for(chunk_id: str, member: bytes) -> Recipe:
+    return Recipe(
+        chunk_id=chunk_id, source_uri="file:///x", original_sha256="0" * 64, original_size=1,
+        codec="isal", codec_version="1", level=6, compressed_size=len(member),
+        compressed_sha256="1" * 64, ratio=1.0, seconds=0.0, device="cpu",
+        created_at=datetime.now(timezone.utc), colabflow_version="0.1.0",
+    )
+
+
+def test_put_chunk_writes_member_then_recipe_with_normal_permissions(tmp_path: Path) -> None:
+    """Outputs land under chunks/, readable by others, with no temporary files left."""
+    destination = LocalDestination(tmp_path)
+    destination.prepare("job")
+    recipe = recipe_for("dir/a b.txt", b"member")
+    destination.put_chunk("job", "dir/a b.txt", b"member", recipe)
+    chunk = tmp_path / "job" / "chunks" / "dir" / "a b.txt.gz"
+    assert chunk.read_bytes() == b"member"
+    assert destination.read_recipe("job", "dir/a b.txt") == recipe
+    assert stat.S_IMODE(chunk.stat().st_mode) & 0o044 == 0o044
+    assert not list(tmp_path.rglob(".partial-*"))
+
+
+def test_an_absent_recipe_reads_as_none(tmp_path: Path) -> None:
+    """A chunk not yet written has no recipe and no size."""
+    destination = LocalDestination(tmp_path)
+    assert destination.read_recipe("job", "a") is None
+    assert destination.chunk_size("job", "a") is None
+
+
+def test_a_corrupt_recipe_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A recipe that is not valid JSON names its path and says how to rebuild it."""
+    destination = LocalDestination(tmp_path)
+    path = tmp_path / "job" / "chunks" / "a.recipe.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(CorruptOutputError, match="is not a valid recipe.*delete it and rerun"):
+        destination.read_recipe("job", "a")
+
+
+def test_an_unsafe_id_never_names_a_file(tmp_path: Path) -> None:
+    """Path traversal through a chunk id is refused before any file is touched."""
+    with pytest.raises(InvalidChunkError):
+        LocalDestination(tmp_path).chunk_path("job", "../../etc/passwd", ".gz")
+
+
+def test_a_too_long_name_says_which_limit(tmp_path: Path) -> None:
+    """A 250-byte name is a valid id but its recipe name is too long: the message says why."""
+    destination = LocalDestination(tmp_path)
+    destination.prepare("job")
+    chunk_id = "n" * 250
+    with pytest.raises(DestinationError, match="'.recipe.json' must fit in 255 bytes"):
+        destination.put_chunk("job", chunk_id, b"m", recipe_for(chunk_id, b"m"))
+
+
+def run_as_nobody(function: object, *arguments: object) -> str:
+    """Run `function(*arguments)` in a forked child as uid 65534; return its error text."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(reader)
+        message = "no error"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            function(*arguments)  # type: ignore[operator]
+        except Exception as error:  # noqa: BLE001 - the child reports any error to the parent
+            message = f"{type(error).__name__}: {error}"
+        os.write(writer, message.encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        text = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_a_destination_without_write_permission_fails_before_any_work(tmp_path: Path) -> None:
+    """prepare() on a directory the user cannot write names it and says what to do."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    if os.geteuid() == 0:
+        message = run_as_nobody(lambda: LocalDestination(locked).prepare("job"))
+    else:
+        locked.chmod(0o555)
+        try:
+            LocalDestination(locked).prepare("job")
+            message = "no error"
+        except DestinationError as error:
+            message = f"DestinationError: {error}"
+    assert message.startswith("DestinationError: cannot write")
+    assert "no permission to write there" in message
+    assert str(locked) in message
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, so that a full disk is real."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_is_named_and_leaves_no_partial_file(tiny_disk: Path) -> None:
+    """ENOSPC becomes a clear error, and the temporary file is removed."""
+    with pytest.raises(DestinationError, match="the disk is full; free space"):
+        write_atomically(tiny_disk / "big.gz", os.urandom(1024 * 1024))
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_remote_destinations_are_refused_with_the_scheme_named() -> None:
+    """A scheme this version cannot write is named."""
+    with pytest.raises(InvalidParameterError, match="'gs://'"):
+        open_destination("gs://bucket/prefix")
