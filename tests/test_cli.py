@@ -1,0 +1,126 @@
+"""The `colabflow` command as a user runs it: subprocesses, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_chunks
+from tests.servers import server_environment, wait_until
+
+COLABFLOW = [sys.executable, "-m", "flows.cli"]
+ROOT = Path(__file__).parent.parent
+
+
+def colabflow(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COLABFLOW, *arguments], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+@pytest.fixture
+def client_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
+    """Environment of a CLI process that uses the session's server."""
+    return server_environment(tmp_path / "client-home", prefect_api)
+
+
+def last_json_line(output: str) -> dict[str, object]:
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("command", ["compress", "restore", "verify"])
+def test_every_command_has_help(command: str) -> None:
+    """`colabflow COMMAND --help` exits 0 and describes the command."""
+    result = colabflow(command, "--help")
+    assert result.returncode == 0 and "usage: colabflow " + command in result.stdout
+
+
+def test_compress_json_then_restore_and_verify(sample_source: Path, tmp_path: Path, client_env: dict[str, str]) -> None:
+    """The last stdout line is the report; restore and verify agree and exit 0."""
+    result = colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "cli", "--json", env=client_env)
+    assert result.returncode == 0, result.stderr
+    report = last_json_line(result.stdout)
+    assert (report["compressed"], report["failed"]) == (8, [])
+    restored = colabflow("restore", str(tmp_path / "out" / "cli"), str(tmp_path / "restored"))
+    assert restored.returncode == 0 and "restored 8 of 8 chunks" in restored.stdout
+    assert (tmp_path / "restored" / "données brutes" / "résumé été.txt").read_bytes() == (
+        sample_source / "données brutes" / "résumé été.txt"
+    ).read_bytes()
+    assert colabflow("verify", str(tmp_path / "out" / "cli")).returncode == 0
+
+
+def test_a_failed_chunk_makes_the_exit_status_non_zero(sample_source: Path, tmp_path: Path, client_env: dict[str, str]) -> None:
+    """One bad name: the others are compressed, the report lists it, and the exit status is 1."""
+    (sample_source / "tab\tname").write_bytes(b"x")
+    result = colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "j", "--json", env=client_env)
+    assert result.returncode == 1
+    report = last_json_line(result.stdout)
+    assert report["compressed"] == 8 and report["failed"][0]["chunk_id"] == "tab\tname"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--level", "12"], "error: level: Input should be less than or equal to 9"),
+        (["--codec", "brotli"], "error: codec: Input should be 'auto', 'cpu' or 'gpu'"),
+        (["--webhook", "ftp://host/x"], "webhook url must be an http:// or https:// URL"),
+        (["--github-repo", "o/r"], "--github-repo needs --github-token-block"),
+    ],
+)
+def test_bad_arguments_exit_2_before_any_work(tmp_path: Path, arguments: list[str], message: str) -> None:
+    """Bad parameters are refused with the field named, and nothing is written."""
+    result = colabflow("compress", str(tmp_path), str(tmp_path / "out"), "--job", "j", *arguments)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_source_exits_2_naming_the_path(tmp_path: Path, client_env: dict[str, str]) -> None:
+    """A source that does not exist is named in the error."""
+    result = colabflow("compress", str(tmp_path / "absent"), str(tmp_path / "out"), "--job", "j", env=client_env)
+    assert result.returncode == 2
+    assert f"source '{tmp_path / 'absent'}' does not exist" in result.stderr
+
+
+def test_verify_names_a_corrupt_chunk_and_exits_1(sample_source: Path, tmp_path: Path, client_env: dict[str, str]) -> None:
+    """A damaged member makes verify exit 1 and name the chunk."""
+    colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "j", env=client_env)
+    member = tmp_path / "out" / "j" / "chunks" / "random.bin.gz"
+    member.write_bytes(member.read_bytes()[:-10])
+    result = colabflow("verify", str(tmp_path / "out" / "j"))
+    assert result.returncode == 1
+    assert "chunk 'random.bin'" in result.stderr and "1 problems" in result.stdout
+
+
+def test_a_killed_run_resumes_redoing_only_what_was_unfinished(tmp_path: Path, client_env: dict[str, str]) -> None:
+    """kill -9 mid-job, rerun: every chunk whose recipe existed is reused, only the rest is compressed."""
+    source = make_chunks(tmp_path / "source", count=1200, size=16 * 1024)
+    command = [*COLABFLOW, "compress", str(source), str(tmp_path / "out"), "--job", "big", "--batch-size", "10", "--json"]
+    checkpoints = tmp_path / "out" / "big" / ".checkpoints"
+    process = subprocess.Popen(command, env=client_env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 3, 120, 0.02, "3 checkpoints")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    done_at_kill = len(list((tmp_path / "out" / "big" / "chunks").glob("*.recipe.json")))
+    assert 30 <= done_at_kill < 1200
+
+    result = subprocess.run(command, env=client_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    report = last_json_line(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert (report["reused"], report["compressed"], report["failed"]) == (done_at_kill, 1200 - done_at_kill, [])
+    assert colabflow("verify", str(tmp_path / "out" / "big")).returncode == 0
+
+
+def test_a_fresh_machine_runs_on_the_embedded_temporary_server(sample_source: Path, tmp_path: Path) -> None:
+    """No PREFECT_API_URL and an empty PREFECT_HOME: the first run migrates and still succeeds."""
+    env = server_environment(tmp_path / "fresh-home")
+    env.pop("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    result = colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "first", "--json", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert last_json_line(result.stdout)["compressed"] == 8
