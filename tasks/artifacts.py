@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -15,9 +16,10 @@ def _artifact_key(job: str) -> str:
 
 def start_progress(job: str, batches: int) -> UUID:
     """Create the job's progress artifact at 0 %."""
-    return create_progress_artifact(
+    artifact_id = create_progress_artifact(
         progress=0.0 if batches else 100.0, key=_artifact_key(job), description=f"{job}: batches finished"
     )
+    return cast(UUID, artifact_id)
 
 
 def advance_progress(artifact_id: UUID, finished: int, batches: int) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -186,7 +186,7 @@ def load_secret(block_name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        value = Secret.load(block_name).get()
+        value = cast("Secret[Any]", Secret.load(block_name)).get()
     except ValueError:
         raise InvalidParameterError(
             f"Secret block {block_name!r} was not found; create it in the Prefect UI (Blocks > Secret) "

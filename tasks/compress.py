@@ -149,7 +149,7 @@ def prepare_job_task(destination: str, job: str, codec_choice: CodecChoice, leve
 def run_batch(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: bool) -> BatchOutcome:
     """Run the batch task and record whether it came from a checkpoint or failed for good."""
     runner = compress_batch_task.with_options(
-        result_storage=checkpoint_dir(settings), refresh_cache=refresh or None
+        result_storage=checkpoint_dir(settings), refresh_cache=refresh
     )
     state = runner(batch, settings, return_state=True)
     chunk_ids = [chunk.chunk_id for chunk in batch]
