@@ -28,6 +28,9 @@ def prefect_api() -> Iterator[str]:
         os.environ["PREFECT_API_URL"] = api_url
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()
         os.environ.pop("PREFECT_API_URL", None)
 
 

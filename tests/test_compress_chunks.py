@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from flows.compress_chunks import compress_chunks
 from tasks.errors import CodecUnavailableError
 from tasks.models import JobReport
 from tasks.parameters import CompressJob, WebhookCallback
+from tests.servers import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -97,3 +99,40 @@ def test_the_webhook_is_sent_once_per_job_and_signed(sample_source: Path, tmp_pa
     signature = "sha256=" + hmac.new(b"hook-key", request.get_data(), hashlib.sha256).hexdigest()
     assert request.headers["X-Colabflow-Signature"] == signature
     assert JobReport.model_validate_json(request.get_data()).manifest_sha256 == first.manifest_sha256
+
+
+def test_the_run_publishes_progress_and_report_artifacts_without_secrets(
+    sample_source: Path, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """A finished run has a 100 % progress artifact and a report table; its logs never hold the secret."""
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId,
+    )
+
+    Secret(value="never-log-me").save("colabflow-test-quiet", overwrite=True)
+    httpserver.expect_request("/done").respond_with_data("ok")
+    request = CompressJob(
+        source=[str(sample_source)], destination=str(tmp_path / "out"), job="artifacts",
+        callback=WebhookCallback(url=httpserver.url_for("/done"), secret_block="colabflow-test-quiet"),
+    )
+    state = compress_chunks(request, return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["colabflow-artifacts", "colabflow-artifacts-report"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+
+        def callback_logged() -> list[str]:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            messages = [log.message for log in logs]
+            return messages if any("callback to" in message for message in messages) else []
+
+        messages = wait_until(callback_logged, 30, what="the callback's log line at the API")
+    by_type = {artifact.type: artifact for artifact in artifacts}
+    assert by_type["progress"].data == 100.0
+    rows = json.loads(by_type["table"].data)  # type: ignore[arg-type]
+    assert {"field": "compressed", "value": 8} in rows
+    assert not any("never-log-me" in message for message in messages)
