@@ -28,9 +28,11 @@ def prefect_api() -> Iterator[str]:
         os.environ["PREFECT_API_URL"] = api_url
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield api_url
-            from prefect.logging.handlers import APILogHandler
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
 
-            APILogHandler.flush()
+            APILogWorker.drain_all(timeout=30)
+            EventsWorker.drain_all(timeout=30)
         os.environ.pop("PREFECT_API_URL", None)
 
 
