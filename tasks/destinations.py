@@ -10,15 +10,15 @@ import errno
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from tasks.chunk_ids import validate_chunk_id
-from tasks.errors import CorruptOutputError, DestinationError, InvalidParameterError
+from tasks.errors import CorruptOutputError, DestinationError
+from tasks.locations import LOCAL_SCHEMES, local_path, open_location
 from tasks.models import Recipe
-from tasks.sources import local_path
 
 RECIPE_SUFFIX = ".recipe.json"
 CHUNK_SUFFIX = ".gz"
@@ -151,12 +151,12 @@ def _destination_error(error: OSError, path: Path) -> DestinationError:
     return DestinationError(f"cannot write {str(path)!r}: {error.strerror}; {advice}")
 
 
+_DESTINATIONS: dict[str, Callable[[str], LocalDestination]] = {
+    scheme: lambda location: LocalDestination(local_path(location)) for scheme in LOCAL_SCHEMES
+}
+DESTINATION_SCHEMES = frozenset(_DESTINATIONS)
+
+
 def open_destination(location: str) -> LocalDestination:
     """Return the destination for a location, chosen by its URI scheme."""
-    scheme = urlsplit(location).scheme
-    if scheme in ("", "file"):
-        return LocalDestination(local_path(location))
-    raise InvalidParameterError(
-        f"destination {location!r} uses the scheme {scheme + '://'!r}, which this version cannot "
-        "write; use a local directory or a file:// URI"
-    )
+    return open_location("destination", location, _DESTINATIONS)

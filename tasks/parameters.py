@@ -8,9 +8,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.codecs import CodecChoice
+from tasks.destinations import DESTINATION_SCHEMES
+from tasks.locations import scheme_of, unsupported_scheme_message
+from tasks.sources import SOURCE_SCHEMES
 
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-_LOCAL_SCHEMES = ("", "file")
 
 
 class WebhookCallback(BaseModel):
@@ -89,22 +91,18 @@ class CompressJob(BaseModel):
     @classmethod
     def _local_sources(cls, source: list[str]) -> list[str]:
         for location in source:
-            _require_local("source", location)
+            _require_supported("source", location, SOURCE_SCHEMES)
         return source
 
     @field_validator("destination")
     @classmethod
     def _local_destination(cls, destination: str) -> str:
-        return _require_local("destination", destination)
+        return _require_supported("destination", destination, DESTINATION_SCHEMES)
 
 
-def _require_local(field: str, location: str) -> str:
+def _require_supported(role: str, location: str, schemes: frozenset[str]) -> str:
     if not location:
-        raise ValueError(f"{field} must not be empty")
-    scheme = urlsplit(location).scheme
-    if scheme not in _LOCAL_SCHEMES:
-        raise ValueError(
-            f"{field} {location!r} uses the scheme {scheme + '://'!r}; this version supports local "
-            "directories and file:// URIs"
-        )
+        raise ValueError(f"{role} must not be empty")
+    if scheme_of(location) not in schemes:
+        raise ValueError(unsupported_scheme_message(role, location))
     return location

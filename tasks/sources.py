@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
 
 from tasks.chunk_ids import validate_chunk_id
-from tasks.errors import EmptySourceError, InvalidChunkError, InvalidParameterError, SourceNotFoundError
+from tasks.errors import EmptySourceError, InvalidChunkError, SourceNotFoundError
+from tasks.locations import LOCAL_SCHEMES, local_path, open_location
 from tasks.models import ChunkFailure, ChunkRef
 
 
@@ -69,27 +70,15 @@ def _refs_for(entries: list[tuple[str, Path]]) -> tuple[list[ChunkRef], list[Chu
     return refs, failures
 
 
-def local_path(location: str) -> Path:
-    """Turn a plain path or a `file://` URI into a path."""
-    parts = urlsplit(location)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise InvalidParameterError(
-                f"file URI {location!r} names the host {parts.netloc!r}; use file:///absolute/path"
-            )
-        return Path(unquote(parts.path))
-    return Path(location)
+_SOURCES: dict[str, Callable[[str], Source]] = {
+    scheme: lambda location: LocalSource(local_path(location)) for scheme in LOCAL_SCHEMES
+}
+SOURCE_SCHEMES = frozenset(_SOURCES)
 
 
 def open_source(location: str) -> Source:
     """Return the `Source` for a location, chosen by its URI scheme."""
-    scheme = urlsplit(location).scheme
-    if scheme in ("", "file"):
-        return LocalSource(local_path(location))
-    raise InvalidParameterError(
-        f"source {location!r} uses the scheme {scheme + '://'!r}, which this version cannot read; "
-        "use a local directory or a file:// URI"
-    )
+    return open_location("source", location, _SOURCES)
 
 
 def list_sources(locations: list[str]) -> tuple[list[ChunkRef], list[ChunkFailure]]:

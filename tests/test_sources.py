@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import EmptySourceError, InvalidParameterError, SourceNotFoundError
-from tasks.sources import list_sources, local_path, open_source, read_chunk
+from tasks.locations import local_path
+from tasks.sources import list_sources, open_source, read_chunk
 from tests.conftest import SAMPLE
 
 
