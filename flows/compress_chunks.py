@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from prefect import flow
 
-from tasks.artifacts import advance_progress, publish_report, start_progress
+from tasks.artifacts import ProgressArtifact, publish_report
 from tasks.callback import send_callback
 from tasks.compress import prepare_job_task, run_batch
 from tasks.fetch import plan_job_task
@@ -21,11 +21,11 @@ def compress_chunks(request: CompressJob) -> JobReport:
     """Compress every chunk of `request.source` into standard gzip members, resumably."""
     settings = prepare_job_task(request.destination, request.job, request.codec, request.level)
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes)
-    progress = start_progress(request.job, len(plan.batches))
+    progress = ProgressArtifact(request.job, len(plan.batches))
     outcomes = []
     for finished, batch in enumerate(plan.batches, start=1):
         outcomes.append(run_batch(batch, settings, request.refresh_checkpoints))
-        advance_progress(progress, finished, len(plan.batches))
+        progress.advance(finished)
     manifest = write_manifest_task(settings, finished_recipes(outcomes))
     report = summarize_job(settings, plan, outcomes, manifest, datetime.now(timezone.utc))
     publish_report(report)

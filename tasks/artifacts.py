@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import cast
 from uuid import UUID
 
@@ -14,17 +15,25 @@ def _artifact_key(job: str) -> str:
     return "colabflow-" + "".join(c if c.isalnum() else "-" for c in job.lower())
 
 
-def start_progress(job: str, batches: int) -> UUID:
-    """Create the job's progress artifact at 0 %."""
-    artifact_id = create_progress_artifact(
-        progress=0.0 if batches else 100.0, key=_artifact_key(job), description=f"{job}: batches finished"
-    )
-    return cast(UUID, artifact_id)
+class ProgressArtifact:
+    """The job's progress bar. Updates at most every `interval` seconds (and at the end),
+    because each update is an API call that costs as much as a cached batch."""
 
+    def __init__(self, job: str, batches: int, interval: float = 2.0) -> None:
+        self.batches = batches
+        self.interval = interval
+        self.last_update = time.monotonic()
+        artifact_id = create_progress_artifact(
+            progress=0.0 if batches else 100.0, key=_artifact_key(job), description=f"{job}: batches finished"
+        )
+        self.artifact_id = cast(UUID, artifact_id)
 
-def advance_progress(artifact_id: UUID, finished: int, batches: int) -> None:
-    """Move the progress artifact to `finished` of `batches`."""
-    update_progress_artifact(artifact_id, progress=100.0 * finished / batches)
+    def advance(self, finished: int) -> None:
+        """Record that `finished` batches are done."""
+        now = time.monotonic()
+        if finished == self.batches or now - self.last_update >= self.interval:
+            update_progress_artifact(self.artifact_id, progress=100.0 * finished / self.batches)
+            self.last_update = now
 
 
 def publish_report(report: JobReport) -> None:

@@ -25,7 +25,7 @@ from tasks.checkpoint import batch_checkpoint_key, checkpoint_dir
 from tasks.codecs import Codec, CodecChoice, resolve_codec
 from tasks.destinations import Destination, open_destination
 from tasks.errors import ChunkChangedError, InvalidChunkError, SourceNotFoundError
-from tasks.fetch import worker_count
+from tasks.fetch import io_thread_count
 from tasks.models import BatchOutcome, BatchResult, BatchSettings, ChunkFailure, ChunkFingerprint, Recipe
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
 from tasks.sources import read_chunk
@@ -107,7 +107,7 @@ def compress_batch(batch: list[ChunkFingerprint], settings: BatchSettings) -> Ba
         except (InvalidChunkError, SourceNotFoundError) as error:
             return ChunkFailure(chunk_id=chunk.chunk_id, reason=str(error))
 
-    with ThreadPoolExecutor(min(worker_count(), len(batch))) as pool:
+    with ThreadPoolExecutor(min(io_thread_count(), len(batch))) as pool:
         outcomes = list(pool.map(process, batch))
     return BatchResult(
         recipes=[item[0] for item in outcomes if isinstance(item, tuple)],
