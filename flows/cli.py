@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from tasks.errors import ColabflowError
+from tasks.models import JobReport
 from tasks.parameters import CompressJob, GitHubDispatchCallback, WebhookCallback
 from tasks.restore import JobCheck, check_job
 
@@ -79,6 +80,8 @@ def run_compress(arguments: argparse.Namespace) -> int:
     from flows.compress_chunks import compress_chunks
 
     report = compress_chunks(request)
+    if not isinstance(report, JobReport):
+        raise ColabflowError(f"the run ended without a report: {report.message}")
     if arguments.json:
         print(report.model_dump_json())
     else:

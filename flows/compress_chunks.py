@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 
+from tasks.attempts import abandoned_state
 from tasks.artifacts import ProgressArtifact, publish_report
 from tasks.callback import send_callback
 from tasks.compress import prepare_job_task, run_batch
 from tasks.fetch import plan_job_task
+from tasks.job_record import quarantine_task, record_job_task
 from tasks.manifest import write_manifest_task
 from tasks.models import JobReport
 from tasks.parameters import CompressJob
@@ -17,10 +20,14 @@ from tasks.report import finished_recipes, summarize_job
 
 
 @flow(name="compress-chunks", log_prints=False)
-def compress_chunks(request: CompressJob) -> JobReport:
+def compress_chunks(request: CompressJob) -> JobReport | State[None]:
     """Compress every chunk of `request.source` into standard gzip members, resumably."""
+    abandoned = abandoned_state()
+    if abandoned is not None:
+        return abandoned
     settings = prepare_job_task(request.destination, request.job, request.codec, request.level)
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes)
+    record_job_task(settings, plan)
     progress = ProgressArtifact(request.job, len(plan.batches))
     outcomes = []
     for finished, batch in enumerate(plan.batches, start=1):
@@ -28,6 +35,7 @@ def compress_chunks(request: CompressJob) -> JobReport:
         progress.advance(finished)
     manifest = write_manifest_task(settings, finished_recipes(outcomes))
     report = summarize_job(settings, plan, outcomes, manifest, datetime.now(timezone.utc))
+    quarantine_task(settings, report.failed)
     publish_report(report)
     if request.callback is not None:
         send_callback(request.callback, report, settings)

@@ -1,0 +1,1 @@
+"""Work-pool setup and the worker bootstrap: what turns any machine into a colabflow worker."""

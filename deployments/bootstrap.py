@@ -1,0 +1,152 @@
+"""`colabflow worker`: run `prefect worker start` under a supervisor that knows the host.
+
+The supervisor starts the worker in its own process group, forwards SIGTERM/SIGINT to it, stops
+taking runs before the host's time budget ends (in-flight runs get SIGTERM and are rescheduled,
+their finished batches already persisted), and releases an idle host exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+import flows
+from tasks.hosts import Host
+
+STOP_GRACE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What the worker serves and when it stops."""
+
+    pool: str
+    queues: tuple[str, ...]
+    name: str
+    limit: int
+    time_budget_seconds: float | None
+    drain_margin_seconds: float
+    idle_release_seconds: float | None
+    poll_seconds: float = 5.0
+
+
+def queues_for(gpu_class: str, override: list[str] | None) -> tuple[str, ...]:
+    """The queues to serve: the override, else the GPU class plus `any`."""
+    if override:
+        return tuple(dict.fromkeys(override))
+    return (gpu_class,) if gpu_class == "any" else (gpu_class, "any")
+
+
+def code_root() -> Path:
+    """The folder that holds `flows/`: where deployments' entrypoints are resolved."""
+    return Path(flows.__file__).resolve().parent.parent
+
+
+def default_worker_name(gpu_class: str) -> str:
+    return f"{socket.gethostname()}-{gpu_class}-{os.getpid()}"
+
+
+def worker_command(plan: WorkerPlan) -> list[str]:
+    """The `prefect worker start` command line for a plan."""
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", plan.pool, "--type", "process",
+               "--name", plan.name, "--limit", str(plan.limit)]
+    for queue in plan.queues:
+        command += ["--work-queue", queue]
+    return command
+
+
+class WorkerSupervisor:
+    """Runs one worker process and decides when it stops."""
+
+    def __init__(self, plan: WorkerPlan, host: Host, clock: Callable[[], float] = time.monotonic) -> None:
+        self.plan = plan
+        self.host = host
+        self.clock = clock
+        self.stop_requested: str | None = None
+        self.released = False
+
+    def run(self) -> int:
+        """Start the worker and supervise it until it exits, drains or the host is released."""
+        environment = {**os.environ, "COLABFLOW_ROOT": str(code_root())}
+        worker = subprocess.Popen(worker_command(self.plan), env=environment, start_new_session=True)
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return self._supervise(worker)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if worker.poll() is None:
+                stop_process_tree(worker)
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = signal.Signals(signum).name
+
+    def _supervise(self, worker: subprocess.Popen[bytes]) -> int:
+        started = last_busy = self.clock()
+        budget = self.plan.time_budget_seconds
+        deadline = None if budget is None else started + budget - self.plan.drain_margin_seconds
+        while True:
+            code = worker.poll()
+            if code is not None:
+                print(f"colabflow worker: prefect worker exited with {code}", flush=True)
+                return code
+            now = self.clock()
+            reason = self._stop_reason(worker, now, deadline, last_busy)
+            if reason == "busy":
+                last_busy = now
+            elif reason is not None:
+                print(f"colabflow worker: {reason}; stopping the worker", flush=True)
+                stop_process_tree(worker)
+                if reason.startswith("idle"):
+                    self.host.release()
+                    self.released = True
+                return 0
+            time.sleep(self.plan.poll_seconds)
+
+    def _stop_reason(
+        self, worker: subprocess.Popen[bytes], now: float, deadline: float | None, last_busy: float
+    ) -> str | None:
+        if self.stop_requested:
+            return f"received {self.stop_requested}"
+        if deadline is not None and now >= deadline:
+            return "time budget ends soon: draining (runs in flight are rescheduled)"
+        if flow_run_processes(worker.pid):
+            return "busy"
+        idle = self.plan.idle_release_seconds
+        if idle is not None and now - last_busy >= idle:
+            return f"idle for {idle:.0f} s: releasing the host"
+        return None
+
+
+def flow_run_processes(worker_pid: int) -> list[psutil.Process]:
+    """The worker's descendants: the flow runs it is executing."""
+    try:
+        return list(psutil.Process(worker_pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM the worker's group (flow runs reschedule themselves), then SIGKILL what remains."""
+    descendants = flow_run_processes(worker.pid)
+    try:
+        os.killpg(worker.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    _, alive = psutil.wait_procs([psutil.Process(worker.pid), *descendants], timeout=grace)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+    worker.wait()
