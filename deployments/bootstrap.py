@@ -56,6 +56,13 @@ def default_worker_name(gpu_class: str) -> str:
     return f"{socket.gethostname()}-{gpu_class}-{os.getpid()}"
 
 
+def worker_environment() -> dict[str, str]:
+    """The worker's environment: where the code is, and this Python's scripts first on PATH,
+    so the job command `prefect flow-run execute` runs the same installation as the worker."""
+    scripts = str(Path(sys.executable).parent)
+    return {**os.environ, "COLABFLOW_ROOT": str(code_root()), "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
+
+
 def worker_command(plan: WorkerPlan) -> list[str]:
     """The `prefect worker start` command line for a plan."""
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", plan.pool, "--type", "process",
@@ -77,7 +84,7 @@ class WorkerSupervisor:
 
     def run(self) -> int:
         """Start the worker and supervise it until it exits, drains or the host is released."""
-        environment = {**os.environ, "COLABFLOW_ROOT": str(code_root())}
+        environment = worker_environment()
         worker = subprocess.Popen(worker_command(self.plan), env=environment, start_new_session=True)
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

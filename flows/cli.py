@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from deployments.durations import parse_duration
 from tasks.errors import ColabflowError
 from tasks.models import JobReport
 from tasks.parameters import CompressJob, GitHubDispatchCallback, WebhookCallback
@@ -50,6 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="check every chunk of a job folder without writing")
     verify.add_argument("job_dir", type=Path, help="<destination>/<job>")
+
+    status = commands.add_parser("status", help="chunks done, run state, attempts and worker of a job")
+    status.add_argument("target", help="a job folder (<destination>/<job>) or a flow run id")
+    status.add_argument("--offline", action="store_true", help="read only the job folder, not the Prefect API")
+
+    setup = commands.add_parser("setup", help="create the work pool, its queues and the recovery automations")
+    setup.add_argument("--pool", default="colab-gpu", help="work pool name (default colab-gpu)")
+    setup.add_argument("--max-attempts", type=int, default=10, help="times a crashed run is restarted (default 10)")
+    setup.add_argument("--heartbeat", default="30s", help="flow run heartbeat interval, at least 30s")
+    setup.add_argument("--crash-after", default="90s", help="silence after which a run is marked Crashed")
+    setup.add_argument("--reschedule-after", default="30s", help="wait before a Crashed run is rescheduled")
+
+    worker = commands.add_parser("worker", help="run a Prefect worker that knows its host's GPU and time budget")
+    worker.add_argument("--pool", default="colab-gpu", help="work pool to serve (default colab-gpu)")
+    worker.add_argument("--queue", action="append", help="queue to serve (repeatable); default: GPU class + any")
+    worker.add_argument("--name", help="worker name (default: host-gpuclass-pid)")
+    worker.add_argument("--limit", type=int, default=1, help="flow runs at once (default 1)")
+    worker.add_argument("--time-budget", help="how long this host may run, e.g. 24h (default: the host's own)")
+    worker.add_argument("--drain-margin", default="15m", help="stop taking runs this long before the budget ends")
+    worker.add_argument("--idle-release", metavar="MINUTES", help="release the host after this long without a run")
     return parser
 
 
@@ -75,8 +96,6 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
 
 def run_compress(arguments: argparse.Namespace) -> int:
     request = compress_request(arguments)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.compress_chunks import compress_chunks
 
     report = compress_chunks(request)
@@ -98,11 +117,64 @@ def print_check(check: JobCheck, verb: str) -> int:
     return 1 if check.problems else 0
 
 
+def run_setup(arguments: argparse.Namespace) -> int:
+    from prefect.client.orchestration import get_client
+
+    from deployments.setup import PoolSettings, setup_pool
+
+    settings = PoolSettings(
+        pool=arguments.pool, max_attempts=arguments.max_attempts,
+        heartbeat_seconds=int(parse_duration(arguments.heartbeat)),
+        zombie_after_seconds=int(parse_duration(arguments.crash_after)),
+        reschedule_after_seconds=int(parse_duration(arguments.reschedule_after)),
+    )
+    with get_client(sync_client=True) as client:
+        changes = setup_pool(client, settings)
+    print("\n".join(changes) if changes else f"work pool {settings.pool!r} is already set up; nothing changed")
+    return 0
+
+
+def run_worker(arguments: argparse.Namespace) -> int:
+    from deployments.bootstrap import WorkerPlan, WorkerSupervisor, default_worker_name, queues_for
+    from tasks.hosts import current_host
+
+    host = current_host()
+    gpu_class = host.gpu_class()
+    budget = parse_duration(arguments.time_budget) if arguments.time_budget else host.time_budget_seconds()
+    plan = WorkerPlan(
+        pool=arguments.pool, queues=queues_for(gpu_class, arguments.queue),
+        name=arguments.name or default_worker_name(gpu_class), limit=arguments.limit,
+        time_budget_seconds=budget, drain_margin_seconds=parse_duration(arguments.drain_margin),
+        idle_release_seconds=parse_duration(arguments.idle_release, "m") if arguments.idle_release else None,
+    )
+    print(f"colabflow worker: GPU class {gpu_class}; serving {', '.join(plan.queues)} of pool {plan.pool}", flush=True)
+    return WorkerSupervisor(plan, host).run()
+
+
+def run_status(arguments: argparse.Namespace) -> int:
+    from tasks.status import job_status
+
+    if arguments.offline:
+        status = job_status(arguments.target, None)
+    else:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            status = job_status(arguments.target, client)
+    print(status.model_dump_json(indent=2))
+    return 0
+
+
+COMMANDS = {"compress": run_compress, "setup": run_setup, "worker": run_worker, "status": run_status}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
-        if arguments.command == "compress":
-            return run_compress(arguments)
+        if arguments.command in COMMANDS:
+            return COMMANDS[arguments.command](arguments)
         if arguments.command == "restore":
             return print_check(check_job(arguments.job_dir, arguments.out_dir), "restored")
         return print_check(check_job(arguments.job_dir), "verified")
@@ -112,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {field}: {problem['msg']}", file=sys.stderr)
         return 2
     except ColabflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
