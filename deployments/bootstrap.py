@@ -144,16 +144,32 @@ def flow_run_processes(worker_pid: int) -> list[psutil.Process]:
 
 
 def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM the worker's group (flow runs reschedule themselves), then SIGKILL what remains."""
-    descendants = flow_run_processes(worker.pid)
+    """Stop the worker without losing its runs.
+
+    The worker is frozen first (SIGSTOP) so it takes no new run, then each flow run gets SIGTERM,
+    which reschedules it (`PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule`). Signalling the
+    worker's whole group at once is not enough: the worker's own shutdown stops the run supervisor
+    before it can pass the intent on, and the run carries on unsupervised. What is still alive after
+    `grace` seconds is killed, and so is the frozen worker.
+    """
     try:
-        os.killpg(worker.pid, signal.SIGTERM)
-    except ProcessLookupError:
+        supervisor = psutil.Process(worker.pid)
+        descendants = supervisor.children(recursive=True)
+        runs = supervisor.children()
+        supervisor.suspend()
+    except psutil.NoSuchProcess:
+        worker.wait()
         return
-    _, alive = psutil.wait_procs([psutil.Process(worker.pid), *descendants], timeout=grace)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            continue
+    for run in runs:
+        _signal_quietly(run, signal.SIGTERM)
+    psutil.wait_procs(runs, timeout=grace)
+    for process in [*descendants, supervisor]:
+        _signal_quietly(process, signal.SIGKILL)
     worker.wait()
+
+
+def _signal_quietly(process: psutil.Process, signum: int) -> None:
+    try:
+        process.send_signal(signum)
+    except psutil.NoSuchProcess:
+        pass

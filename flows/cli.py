@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--time-budget", help="how long this host may run, e.g. 24h (default: the host's own)")
     worker.add_argument("--drain-margin", default="15m", help="stop taking runs this long before the budget ends")
     worker.add_argument("--idle-release", metavar="MINUTES", help="release the host after this long without a run")
+    worker.add_argument("--check-every", default="5s", help="how often the budget and idleness are checked")
     return parser
 
 
@@ -146,6 +147,7 @@ def run_worker(arguments: argparse.Namespace) -> int:
         name=arguments.name or default_worker_name(gpu_class), limit=arguments.limit,
         time_budget_seconds=budget, drain_margin_seconds=parse_duration(arguments.drain_margin),
         idle_release_seconds=parse_duration(arguments.idle_release, "m") if arguments.idle_release else None,
+        poll_seconds=parse_duration(arguments.check_every),
     )
     print(f"colabflow worker: GPU class {gpu_class}; serving {', '.join(plan.queues)} of pool {plan.pool}", flush=True)
     return WorkerSupervisor(plan, host).run()

@@ -7,6 +7,7 @@ on Colab. Everything a worker decides is made through this interface, so it is t
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from typing import Protocol
@@ -87,7 +88,9 @@ class ColabHost(LocalHost):
     """A Google Colab runtime: 24 h cap, Colab secrets, `runtime.unassign()` to release."""
 
     def time_budget_seconds(self) -> float | None:
-        return float(COLAB_RUNTIME_LIMIT_SECONDS)
+        """24 h from the runtime's start (its uptime), not from the worker's."""
+        with open("/proc/uptime") as uptime:
+            return max(0.0, COLAB_RUNTIME_LIMIT_SECONDS - float(uptime.read().split()[0]))
 
     def secret(self, name: str) -> str | None:
         from google.colab import userdata
@@ -104,9 +107,14 @@ class ColabHost(LocalHost):
 
 
 def current_host() -> Host:
-    """ColabHost inside Colab, LocalHost elsewhere."""
+    """ColabHost inside Colab, LocalHost elsewhere.
+
+    On other machines `COLABFLOW_RELEASE_COMMAND` (split like a shell line) is what release runs,
+    e.g. `sudo shutdown -h now` on a rented GPU box; without it, release only stops the worker.
+    """
     try:
         import google.colab  # noqa: F401
     except ImportError:
-        return LocalHost()
+        command = os.environ.get("COLABFLOW_RELEASE_COMMAND")
+        return LocalHost(shlex.split(command) if command else None)
     return ColabHost()

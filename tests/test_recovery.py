@@ -79,3 +79,37 @@ def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, s
         status = read_run(client, flow_run_id)
     assert status.attempts == 2
     assert status.batches_redone <= 1
+
+
+def test_an_idle_worker_releases_its_host_exactly_once(prefect_api: str, tmp_path: Path) -> None:
+    """With nothing to run, the worker calls the host's release once and exits 0."""
+    env = server_environment(tmp_path / "client-home", prefect_api)
+    marker = tmp_path / "released"
+    env["COLABFLOW_RELEASE_COMMAND"] = f"sh -c 'echo released >> {marker}'"
+    worker = start_worker(env, tmp_path / "idle.log", "--pool", "idle-pool", "--idle-release", "0.05", "--check-every", "0.5s")
+    assert worker.wait(timeout=120) == 0
+    assert marker.read_text() == "released\n"
+    assert "releasing the host" in (tmp_path / "idle.log").read_text()
+
+
+def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env: dict[str, str], tmp_path: Path) -> None:
+    """Budget ends mid-job: the run is rescheduled (not failed), a second worker finishes it,
+    and the chunks finished before the drain are not redone."""
+    source = make_chunks(tmp_path / "source", 4000, 4 * 1024)
+    destination = tmp_path / "out"
+    parameters = {"request": {"source": [str(source)], "destination": str(destination), "job": "drain", "batch_size": 2}}
+    flow_run_id = start_deployment_run(pool_env, json.dumps(parameters))
+    first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "30s", "--drain-margin", "5s",
+                         "--check-every", "0.2s")
+    assert first.wait(timeout=180) == 0
+    assert "time budget ends soon" in (tmp_path / "worker-1.log").read_text()
+    done_at_drain = {path: path.read_bytes() for path in (destination / "drain" / "chunks").glob("*.recipe.json")}
+    assert 0 < len(done_at_drain) < 4000
+    assert flow_run_state(flow_run_id) in ("Scheduled", "Late")
+    second = start_worker(pool_env, tmp_path / "worker-2.log")
+    try:
+        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the drained run to complete")
+    finally:
+        kill_machine(second)
+    assert check_job(destination / "drain").problems == []
+    assert all(path.read_bytes() == content for path, content in done_at_drain.items())
