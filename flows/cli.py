@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--job", required=True, help="job name: letters, digits, '.', '_', '-'")
     compress.add_argument("--level", type=int, default=6, help="gzip level 0-9 (default 6)")
     compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
-    compress.add_argument("--batch-size", type=int, default=64, help="most chunks per batch (default 64)")
+    compress.add_argument("--batch-size", type=int, default=256, help="most chunks per batch (default 256)")
     compress.add_argument("--batch-bytes", type=int, default=64 * 1024 * 1024, help="most bytes per batch")
     compress.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
     compress.add_argument("--json", action="store_true", help="print the job report as one JSON line last")

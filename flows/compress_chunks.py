@@ -17,6 +17,7 @@ from tasks.manifest import write_manifest_task
 from tasks.models import JobReport
 from tasks.parameters import CompressJob
 from tasks.report import finished_recipes, summarize_job
+from tasks.unwalked import unwalked
 
 
 @flow(name="compress-chunks", log_prints=False)
@@ -27,15 +28,15 @@ def compress_chunks(request: CompressJob) -> JobReport | State[None]:
         return abandoned
     settings = prepare_job_task(request.destination, request.job, request.codec, request.level)
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes)
-    record_job_task(settings, plan)
+    record_job_task(settings, unwalked(plan))
     progress = ProgressArtifact(request.job, len(plan.batches))
     outcomes = []
     for finished, batch in enumerate(plan.batches, start=1):
         outcomes.append(run_batch(batch, settings, request.refresh_checkpoints))
         progress.advance(finished)
-    manifest = write_manifest_task(settings, finished_recipes(outcomes))
+    manifest = write_manifest_task(settings, unwalked(finished_recipes(outcomes)))
     report = summarize_job(settings, plan, outcomes, manifest, datetime.now(timezone.utc))
-    quarantine_task(settings, report.failed)
+    quarantine_task(settings, unwalked(report.failed))
     publish_report(report)
     if request.callback is not None:
         send_callback(request.callback, report, settings)

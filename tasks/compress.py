@@ -29,6 +29,9 @@ from tasks.fetch import io_thread_count
 from tasks.models import BatchOutcome, BatchResult, BatchSettings, ChunkFailure, ChunkFingerprint, Recipe
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
 from tasks.sources import read_chunk
+from tasks.unwalked import unwalked
+
+COLABFLOW_VERSION = version("colabflow")
 
 
 def prepare_job(destination: str, job: str, codec_choice: CodecChoice, level: int) -> BatchSettings:
@@ -86,7 +89,7 @@ def compress_chunk(chunk: ChunkFingerprint, data: bytes, codec: Codec) -> tuple[
         seconds=round(seconds, 6),
         device=codec.device,
         created_at=datetime.now(timezone.utc),
-        colabflow_version=version("colabflow"),
+        colabflow_version=COLABFLOW_VERSION,
     )
     return member, recipe
 
@@ -151,7 +154,7 @@ def run_batch(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: b
     runner = compress_batch_task.with_options(
         result_storage=checkpoint_dir(settings), refresh_cache=refresh
     )
-    state = runner(batch, settings, return_state=True)
+    state = runner(unwalked(batch), settings, return_state=True)
     chunk_ids = [chunk.chunk_id for chunk in batch]
     if state.is_completed():
         return BatchOutcome(chunk_ids=chunk_ids, result=state.result(), from_checkpoint=state.name == "Cached")
