@@ -60,6 +60,13 @@ def test_a_failed_chunk_makes_the_exit_status_non_zero(sample_source: Path, tmp_
     assert result.returncode == 1
     report = last_json_line(result.stdout)
     assert report["compressed"] == 8 and report["failed"][0]["chunk_id"] == "tab\tname"  # type: ignore[index]
+    quarantine = (tmp_path / "out" / "j" / "quarantine.jsonl").read_text().splitlines()
+    assert len(quarantine) == 1 and "control character" in json.loads(quarantine[0])["reason"]
+    status = colabflow("status", str(tmp_path / "out" / "j"), env=client_env)
+    assert status.returncode == 0, status.stderr
+    summary = json.loads(status.stdout)
+    assert (summary["chunks_done"], summary["chunks_total"], summary["quarantined"]) == (8, 9, 1)
+    assert summary["run"]["state"] == "Completed" and summary["run"]["attempts"] == 1
 
 
 @pytest.mark.parametrize(
