@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from prefect import flow
 from prefect.client.schemas.objects import State
 
-from tasks.attempts import abandoned_state
 from tasks.artifacts import ProgressArtifact, publish_report
+from tasks.attempts import abandoned_state
 from tasks.callback import send_callback
 from tasks.compress import prepare_job_task, run_batch
 from tasks.fetch import plan_job_task

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from prefect.runtime import flow_run
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 from prefect.states import Crashed
 
 from deployments.setup import ABANDONED_STATE_NAME

@@ -108,7 +108,12 @@ def test_the_run_publishes_progress_and_report_artifacts_without_secrets(
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId,
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
     )
 
     Secret(value="never-log-me").save("colabflow-test-quiet", overwrite=True)

@@ -37,8 +37,9 @@ def flow_run_state(flow_run_id: UUID) -> str:
 
 def test_setup_twice_changes_nothing(pool_env: dict[str, str]) -> None:
     """A second `colabflow setup` finds everything in place."""
-    from tests.pool import run_checked
     import sys
+
+    from tests.pool import run_checked
 
     output = run_checked([sys.executable, "-m", "flows.cli", "setup", "--crash-after", "40s", "--reschedule-after", "10s"], pool_env)
     assert "nothing changed" in output
