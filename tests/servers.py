@@ -21,14 +21,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(condition, timeout: float, poll_interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(interval)
+        time.sleep(poll_interval)
     raise TimeoutError(f"{what} not met within {timeout} s")
 
 
@@ -69,7 +69,7 @@ def prefect_server(home: Path, timeout: float = 180.0) -> Iterator[str]:
             return False
 
     try:
-        wait_until(healthy, timeout, interval=0.25, what="prefect server health")
+        wait_until(healthy, timeout, poll_interval=0.25, what="prefect server health")
         yield api_url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
