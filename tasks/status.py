@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from pydantic import BaseModel, ValidationError
+from prefect.client.schemas.objects import TaskRun
+from pydantic import BaseModel, Field, ValidationError
 
 from tasks.destinations import RECIPE_SUFFIX
 from tasks.errors import CorruptOutputError
 from tasks.job_record import JOB_RECORD_NAME, QUARANTINE_NAME, JobRecord
-
-_FINISHED_TASK_STATES = {"COMPLETED"}
-
 
 class RunStatus(BaseModel):
     """What the Prefect API says about a flow run."""
@@ -31,6 +30,8 @@ class JobStatus(BaseModel):
     """What a job folder, and the API when reachable, say about a job."""
 
     job_dir: str | None
+    host: str | None = Field(description="Host of the run's latest attempt, from the job folder.")
+    attempt: int | None = Field(description="Attempt number recorded by the latest run in the job folder.")
     chunks_done: int | None
     chunks_total: int | None
     quarantined: int | None
@@ -57,20 +58,35 @@ def read_job_folder(job_dir: Path) -> tuple[JobRecord, int, int]:
 def read_run(client: SyncPrefectClient, flow_run_id: UUID) -> RunStatus:
     """State, attempts, batch task runs and worker host of a flow run."""
     run = client.read_flow_run(flow_run_id)
-    batches = [
-        task_run for task_run in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        if task_run.task_key.startswith("compress_batch") or task_run.name.startswith("compress-batch")
-    ]
-    redone = sum(1 for task_run in batches if task_run.state_type is None or task_run.state_type.value not in _FINISHED_TASK_STATES)
+    task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    batches = [task_run for task_run in task_runs if task_run.name.startswith("compress-batch")]
     pid = run.infrastructure_pid or ""
     return RunStatus(
         flow_run_id=str(flow_run_id),
         state=(run.state.name or run.state.type.value) if run.state else "unknown",
         attempts=run.run_count,
         batches_started=len(batches),
-        batches_redone=redone,
+        batches_redone=count_redone_batches(batches),
         worker_host=pid.split(":")[0] if ":" in pid else None,
     )
+
+
+def count_redone_batches(batch_runs: list[TaskRun]) -> int:
+    """Batches executed again in a later attempt than the one that first started them.
+
+    Keyed by checkpoint: a batch loaded from its checkpoint shows as Cached and is not redone.
+    A killed process may never report a finished batch's final state, so a batch counts as redone
+    only when a later attempt really ran it (state Completed, not Cached).
+    """
+    by_key: dict[str, list[TaskRun]] = defaultdict(list)
+    for task_run in batch_runs:
+        by_key[task_run.cache_key or str(task_run.id)].append(task_run)
+    redone = 0
+    for runs in by_key.values():
+        first_attempt = min(run.flow_run_run_count for run in runs)
+        executed = [run.flow_run_run_count for run in runs if run.state_name == "Completed"]
+        redone += any(attempt > first_attempt for attempt in executed)
+    return redone
 
 
 def job_status(target: str, client: SyncPrefectClient | None) -> JobStatus:
@@ -80,10 +96,11 @@ def job_status(target: str, client: SyncPrefectClient | None) -> JobStatus:
     except ValueError:
         flow_run_id = None
     if flow_run_id is not None:
-        return JobStatus(job_dir=None, chunks_done=None, chunks_total=None, quarantined=None,
-                         run=read_run(client, flow_run_id) if client else None)
+        return JobStatus(job_dir=None, host=None, attempt=None, chunks_done=None, chunks_total=None,
+                         quarantined=None, run=read_run(client, flow_run_id) if client else None)
     record, done, quarantined = read_job_folder(Path(target))
     run = None
     if client is not None and record.flow_run_id:
         run = read_run(client, UUID(record.flow_run_id))
-    return JobStatus(job_dir=target, chunks_done=done, chunks_total=record.chunks_total, quarantined=quarantined, run=run)
+    return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, chunks_done=done,
+                     chunks_total=record.chunks_total, quarantined=quarantined, run=run)

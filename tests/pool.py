@@ -52,3 +52,28 @@ def start_deployment_run(env: dict[str, str], parameters: str) -> UUID:
         if "UUID" in line:
             return UUID(line.split()[-1])
     raise AssertionError(f"no flow run id in: {output}")
+
+
+def flow_run_state(flow_run_id: UUID) -> str:
+    """The name of a flow run's current state."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    return state.name if state else "unknown"
+
+
+def recipes_at(job_dir: Path) -> dict[Path, bytes]:
+    """Every recipe of a job folder and its bytes: the chunks done at this moment."""
+    return {path: path.read_bytes() for path in (job_dir / "chunks").glob("*.recipe.json")}
+
+
+def finish_with_new_worker(env: dict[str, str], log: Path, flow_run_id: UUID) -> None:
+    """Start a fresh worker, wait until the run completes, then stop that worker."""
+    from tests.servers import wait_until
+
+    worker = start_worker(env, log)
+    try:
+        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the run to complete")
+    finally:
+        kill_machine(worker)

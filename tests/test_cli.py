@@ -67,6 +67,7 @@ def test_a_failed_chunk_makes_the_exit_status_non_zero(sample_source: Path, tmp_
     summary = json.loads(status.stdout)
     assert (summary["chunks_done"], summary["chunks_total"], summary["quarantined"]) == (8, 9, 1)
     assert summary["run"]["state"] == "Completed" and summary["run"]["attempts"] == 1
+    assert summary["host"] and summary["attempt"] == 1
 
 
 @pytest.mark.parametrize(

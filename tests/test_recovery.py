@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 
 from tasks.restore import check_job
 from tests.conftest import make_chunks
 from tests.jobs import build_job
-from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
+from tests.pool import (
+    deploy,
+    finish_with_new_worker,
+    flow_run_state,
+    kill_machine,
+    recipes_at,
+    start_deployment_run,
+    start_worker,
+)
 from tests.servers import server_environment, wait_until
 
 CHUNKS = 400
@@ -25,14 +32,6 @@ def pool_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
     env["PREFECT_WORKER_QUERY_SECONDS"] = "2"
     deploy(env, "--crash-after", "40s", "--reschedule-after", "10s")
     return env
-
-
-def flow_run_state(flow_run_id: UUID) -> str:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(flow_run_id).state
-    return state.name if state else "unknown"
 
 
 def test_setup_twice_changes_nothing(pool_env: dict[str, str]) -> None:
@@ -57,14 +56,10 @@ def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, s
     checkpoints = destination / "chaos" / ".checkpoints"
     wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 2, 180, 0.02, "two batches done")
     kill_machine(first)
-    done_at_kill = {path: path.read_bytes() for path in (destination / "chaos" / "chunks").glob("*.recipe.json")}
+    done_at_kill = recipes_at(destination / "chaos")
     assert BATCH * 2 <= len(done_at_kill) < CHUNKS
 
-    second = start_worker(pool_env, tmp_path / "worker-2.log")
-    try:
-        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the rescheduled run to complete")
-    finally:
-        kill_machine(second)
+    finish_with_new_worker(pool_env, tmp_path / "worker-2.log", flow_run_id)
 
     assert check_job(destination / "chaos").problems == []
     manifest = (destination / "chaos" / "manifest.jsonl").read_bytes().splitlines()
@@ -104,13 +99,9 @@ def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env:
                          "--check-every", "0.2s")
     assert first.wait(timeout=180) == 0
     assert "time budget ends soon" in (tmp_path / "worker-1.log").read_text()
-    done_at_drain = {path: path.read_bytes() for path in (destination / "drain" / "chunks").glob("*.recipe.json")}
+    done_at_drain = recipes_at(destination / "drain")
     assert 0 < len(done_at_drain) < 4000
     assert flow_run_state(flow_run_id) in ("Scheduled", "Late")
-    second = start_worker(pool_env, tmp_path / "worker-2.log")
-    try:
-        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the drained run to complete")
-    finally:
-        kill_machine(second)
+    finish_with_new_worker(pool_env, tmp_path / "worker-2.log", flow_run_id)
     assert check_job(destination / "drain").problems == []
     assert all(path.read_bytes() == content for path, content in done_at_drain.items())
