@@ -120,8 +120,10 @@ def ensure_automations(client: SyncPrefectClient, settings: PoolSettings) -> lis
 
 
 def _same_automation(existing: Automation, wanted: AutomationCore) -> bool:
+    # Python-mode dumps keep the trigger's event sets as sets: a JSON dump turns them into lists
+    # in hash order, which differs between processes.
     keys = {"name", "description", "enabled", "trigger", "actions"}
-    return existing.model_dump(mode="json", include=keys) == wanted.model_dump(mode="json", include=keys)
+    return bool(existing.model_dump(include=keys) == wanted.model_dump(include=keys))
 
 
 def setup_pool(client: SyncPrefectClient, settings: PoolSettings) -> list[str]:
