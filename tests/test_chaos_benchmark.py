@@ -21,5 +21,5 @@ def test_chaos_benchmark_loses_nothing_after_one_kill() -> None:
     assert (figures["chunks"], figures["kills"]) == (300, 1), figures
     assert (figures["lost"], figures["duplicates"], figures["changed_after_kill"]) == (0, 0, 0), figures
     assert figures["identical"] is True, figures
-    assert figures["redone_batches"] <= figures["kills"], figures
+    assert max(figures["redone_batches"], figures["batches_run_again"]) <= figures["kills"], figures
     assert figures["recovery_s_median"] > 0, figures
