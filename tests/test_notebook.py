@@ -20,6 +20,8 @@ import nbformat
 import pytest
 import yaml
 
+from tests.servers import wait_until
+
 ROOT = Path(__file__).parent.parent
 NOTEBOOK = ROOT / "deployments" / "colab_worker.ipynb"
 WORKFLOW = ROOT / "deployments" / "github-actions.yml"
@@ -325,14 +327,13 @@ def wait_for_run(job: str) -> UUID:
     """The id of the flow run whose request names `job`, once the step has created it."""
     from prefect.client.orchestration import get_client
 
-    deadline = time.monotonic() + 120
+    def created() -> UUID | None:
+        runs = client.read_flow_runs(limit=50)
+        return next((run.id for run in runs if run.parameters.get("request", {}).get("job") == job), None)
+
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            for run in client.read_flow_runs(limit=50):
-                if run.parameters.get("request", {}).get("job") == job:
-                    return run.id
-            time.sleep(0.5)
-    raise TimeoutError(f"no flow run for job {job}")
+        found: UUID = wait_until(created, 120, 0.5, f"a flow run for job {job}")
+    return found
 
 
 def set_states(flow_run_id: UUID, *steps: tuple[str, float]) -> None:
