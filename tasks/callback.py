@@ -10,10 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -26,6 +23,7 @@ from tasks.checkpoint import checkpoint_dir
 from tasks.errors import CallbackRejectedError, InvalidParameterError, RemoteUnavailableError
 from tasks.models import BatchSettings, JobReport
 from tasks.parameters import GitHubDispatchCallback, WebhookCallback
+from tasks.retries import RetryPolicy, transient_wait
 
 SIGNATURE_HEADER = "X-Colabflow-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -38,20 +36,6 @@ class CallbackReceipt(BaseModel):
     idempotency_key: str
     status_code: int
     attempts: int
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry a transient answer."""
-
-    attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        wanted = retry_after if retry_after is not None else self.base_delay * 2 ** (attempt - 1)
-        return min(max(wanted, 0.0), self.max_delay)
 
 
 def idempotency_key(job: str, manifest_sha256: str) -> str:
@@ -70,28 +54,6 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
-def _rate_limit_wait(response: httpx.Response) -> float | None:
-    if response.status_code == 429 or response.headers.get("X-RateLimit-Remaining") == "0":
-        reset = response.headers.get("X-RateLimit-Reset")
-        if response.headers.get("Retry-After") is None and reset and reset.isdigit():
-            return max(0.0, float(reset) - time.time())
-        return parse_retry_after(response.headers.get("Retry-After"))
-    return None
-
-
 def post_json(
     url: str, body: bytes, headers: dict[str, str], rejection_advice: Callable[[int], str],
     policy: RetryPolicy, client: httpx.Client | None = None,
@@ -106,15 +68,11 @@ def post_json(
             except httpx.TransportError as error:
                 failure = RemoteUnavailableError(f"{redact_url(url)} could not be reached: {type(error).__name__}")
             else:
-                rate_limited = _rate_limit_wait(response)
                 if response.is_success:
                     return response, attempt
-                if response.status_code >= 500 or rate_limited is not None:
-                    failure = RemoteUnavailableError(
-                        f"{redact_url(url)} answered {response.status_code}",
-                        retry_after=rate_limited if rate_limited is not None
-                        else parse_retry_after(response.headers.get("Retry-After")),
-                    )
+                transient, wait = transient_wait(response.status_code, response.headers)
+                if transient:
+                    failure = RemoteUnavailableError(f"{redact_url(url)} answered {response.status_code}", retry_after=wait)
                 else:
                     raise CallbackRejectedError(
                         f"{redact_url(url)} answered {response.status_code}: {rejection_advice(response.status_code)}"

@@ -8,14 +8,17 @@ stored size.
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 from isal import isal_zlib
 
 from tasks.errors import CodecUnavailableError
-from tasks.gzip_framing import stored_gzip_member, stored_member_size
+from tasks.gzip_framing import stored_gzip_member, stored_member_size, write_stored_member
 
 CodecChoice = Literal["auto", "cpu", "gpu"]
+
+# Read size for streamed chunks: large enough to keep ISA-L fast, small enough to bound memory.
+STREAM_BLOCK = 4 * 1024 * 1024
 
 # gzip-style levels 0-9 onto ISA-L's 0-3; 0 means stored. The default 6 maps to ISA-L 2,
 # which benchmarks/codec.py shows no installed library beats on both speed and ratio.
@@ -41,6 +44,13 @@ class Codec(Protocol):
         """Return one standard gzip member that decompresses to `data`."""
         ...
 
+    def compress_stream(self, reader: BinaryIO, writer: BinaryIO, size: int) -> None:
+        """Write one standard gzip member of `reader`'s `size` bytes to the seekable `writer`.
+
+        Memory stays bounded by the block size, whatever `size` is.
+        """
+        ...
+
 
 class IsalGzipCodec:
     """ISA-L deflate on the CPU. Releases the GIL, so threads use every core."""
@@ -59,6 +69,20 @@ class IsalGzipCodec:
         if len(member) > stored_member_size(len(data)):
             return stored_gzip_member(data)
         return member
+
+    def compress_stream(self, reader: BinaryIO, writer: BinaryIO, size: int) -> None:
+        start = writer.tell()
+        if self.level > 0:
+            compressor = isal_zlib.compressobj(_ISAL_LEVEL[self.level], isal_zlib.DEFLATED, 31)
+            while block := reader.read(STREAM_BLOCK):
+                writer.write(compressor.compress(block))
+            writer.write(compressor.flush())
+            if writer.tell() - start <= stored_member_size(size):
+                return
+            reader.seek(0)
+            writer.seek(start)
+            writer.truncate()
+        write_stored_member(reader, writer, size)
 
 
 def missing_gpu_reason() -> str:

@@ -5,11 +5,13 @@
     ├── InvalidChunkError(ValueError)          a chunk id or chunk that must not be processed
     │   └── ChunkChangedError                  the bytes changed between fingerprint and compress
     ├── SourceNotFoundError(FileNotFoundError) a source location that does not exist
+    ├── MissingObjectError(FileNotFoundError)  an object a store was asked for is not there
     ├── EmptySourceError(ValueError)           a source location with no chunks in it
     ├── CodecUnavailableError(RuntimeError)    a codec that cannot run on this machine
     ├── DestinationError(OSError)              a destination that cannot take the output
     ├── CorruptOutputError(ValueError)         a .gz, recipe or manifest that fails its checks
     ├── CallbackRejectedError(RuntimeError)    a remote that refused the callback (401/403/404/4xx)
+    ├── StorageRejectedError(PermissionError)  a remote store that refused us (401/403, quota, precondition)
     └── RemoteUnavailableError(ConnectionError) a remote that may answer later (429, 5xx, network)
 
 Messages name the thing, what was expected, what arrived and what to do next.
@@ -17,6 +19,8 @@ Bad input (the ValueError branch) is never retried; the remote branch is.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class ColabflowError(Exception):
@@ -39,6 +43,10 @@ class SourceNotFoundError(ColabflowError, FileNotFoundError):
     """A source location does not exist."""
 
 
+class MissingObjectError(ColabflowError, FileNotFoundError):
+    """An object a store was asked for is not there (a 404, or a missing file)."""
+
+
 class EmptySourceError(ColabflowError, ValueError):
     """A source location holds no chunks."""
 
@@ -50,6 +58,22 @@ class CodecUnavailableError(ColabflowError, RuntimeError):
 class DestinationError(ColabflowError, OSError):
     """The destination cannot take the output (permissions, full disk, name too long)."""
 
+    @classmethod
+    def for_os_error(cls, error: OSError, path: object) -> DestinationError:
+        """Say what a failed local write means and what to do about it."""
+        advice = {
+            errno.EACCES: "no permission to write there; choose a destination you own or fix its permissions",
+            errno.EPERM: "the operation is not permitted there; choose another destination",
+            errno.EROFS: "the file system is read-only; choose a writable destination",
+            errno.ENOSPC: "the disk is full; free space or choose another destination, then rerun "
+            "(finished chunks are kept)",
+            errno.EDQUOT: "the disk quota is exhausted; free space or choose another destination, then rerun",
+            errno.ENAMETOOLONG: "a file name is too long for this file system; shorten the chunk's name "
+            "(its last segment plus '.recipe.json' must fit in 255 bytes)",
+            errno.ENOTDIR: "a path component is a file, not a directory; choose another destination",
+        }.get(error.errno or 0, "see the system error")
+        return cls(f"cannot write {str(path)!r}: {error.strerror}; {advice}")
+
 
 class CorruptOutputError(ColabflowError, ValueError):
     """A compressed chunk, recipe or manifest fails its integrity checks."""
@@ -57,6 +81,10 @@ class CorruptOutputError(ColabflowError, ValueError):
 
 class CallbackRejectedError(ColabflowError, RuntimeError):
     """A callback target refused the request in a way a retry cannot fix."""
+
+
+class StorageRejectedError(ColabflowError, PermissionError):
+    """A remote store refused the request in a way a retry cannot fix (401, 403, quota, 412)."""
 
 
 class RemoteUnavailableError(ColabflowError, ConnectionError):

@@ -7,6 +7,7 @@ plain `gzip -d` restores once it is framed here.
 from __future__ import annotations
 
 import struct
+from typing import BinaryIO
 
 from isal import isal_zlib
 
@@ -42,3 +43,23 @@ def stored_member_size(original_size: int) -> int:
     """Size of `stored_gzip_member` output for an input of `original_size` bytes."""
     blocks = max(1, -(-original_size // _MAX_STORED_BLOCK))
     return 18 + original_size + 5 * blocks
+
+
+def write_stored_member(reader: BinaryIO, writer: BinaryIO, size: int) -> int:
+    """Stream `size` bytes from `reader` into one stored gzip member; return the bytes read.
+
+    Reads stop at `size`, so a source that grew is noticed by the caller's hash check, not here.
+    """
+    writer.write(GZIP_HEADER)
+    crc32, done = 0, 0
+    while True:
+        block = reader.read(min(_MAX_STORED_BLOCK, size - done)) if done < size else b""
+        done += len(block)
+        final = 1 if done >= size or not block else 0
+        writer.write(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF))
+        writer.write(block)
+        crc32 = isal_zlib.crc32(block, crc32)
+        if final:
+            break
+    writer.write(struct.pack("<II", crc32 & 0xFFFFFFFF, done & 0xFFFFFFFF))
+    return done

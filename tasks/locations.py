@@ -35,7 +35,8 @@ def unsupported_scheme_message(role: str, location: str) -> str:
     """What to say about a location whose scheme this version cannot handle."""
     return (
         f"{role} {location!r} uses the scheme {scheme_of(location) + '://'!r}, which this version "
-        "does not support; use a local directory or a file:// URI"
+        "does not support; use a local directory, a file:// URI, gs://BUCKET/PATH, "
+        "gdrive://FOLDER_ID/PATH or (sources only) github://OWNER/REPO@REF/PATH"
     )
 
 

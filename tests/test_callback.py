@@ -9,9 +9,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from tasks.callback import (
-    RetryPolicy,
     idempotency_key,
-    parse_retry_after,
     redact_url,
     send_github_dispatch,
     send_webhook,
@@ -19,6 +17,7 @@ from tasks.callback import (
 from tasks.errors import CallbackRejectedError, RemoteUnavailableError
 from tasks.models import JobReport
 from tasks.parameters import GitHubDispatchCallback, WebhookCallback
+from tasks.retries import RetryPolicy, parse_retry_after
 
 REPORT = JobReport(
     job="corpus", chunks_total=2, compressed=2, reused=0, failed=[], bytes_in=10, bytes_out=5,
