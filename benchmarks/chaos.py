@@ -210,11 +210,12 @@ def recovery_phases(
 
 def compare_job(scratch: Path, chunk_ids: set[str], recipes_at_kills: dict[str, bytes]) -> dict[str, Any]:
     """Verify the job, and compare it with the reference and with the recipes seen at the kills."""
+    from tasks.destinations import open_destination
     from tasks.restore import check_job, read_manifest
 
     job_dir, reference = scratch / "out" / JOB, scratch / "reference" / JOB / "chunks"
     check = check_job(job_dir)
-    entries, _ = read_manifest(job_dir)
+    entries, _ = read_manifest(open_destination(str(job_dir.parent)), job_dir.name)
     listed = [entry.chunk_id for entry in entries]
     verified = set(listed) - {problem.chunk_id for problem in check.problems}
     members = {path.name: path.read_bytes() for path in reference.glob("*.gz")}

@@ -18,6 +18,7 @@ from tasks.errors import ColabflowError
 from tasks.models import JobReport
 from tasks.parameters import CompressJob, GitHubDispatchCallback, WebhookCallback
 from tasks.restore import JobCheck, check_job
+from tasks.stores import StorageAccess
 
 # A first run on an empty PREFECT_HOME migrates the database before the temporary server
 # answers; Prefect's default 20 s wait is too short for that on a small machine.
@@ -29,8 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     compress = commands.add_parser("compress", help="compress a folder of chunks into a job folder")
-    compress.add_argument("source", nargs="+", help="directories, files or file:// URIs of the chunks")
-    compress.add_argument("destination", help="directory that receives <job>/")
+    compress.add_argument(
+        "source", nargs="+", help="chunk files or folders: paths, file://, github://OWNER/REPO@REF/PATH, "
+        "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH",
+    )
+    compress.add_argument("destination", help="where <job>/ goes: a directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH")
+    compress.add_argument("--results", help="where batch checkpoints go (default: the destination)")
     compress.add_argument("--job", required=True, help="job name: letters, digits, '.', '_', '-'")
     compress.add_argument("--level", type=int, default=6, help="gzip level 0-9 (default 6)")
     compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
@@ -43,18 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--github-repo", metavar="OWNER/REPO", help="send repository_dispatch to this repo")
     compress.add_argument("--github-token-block", metavar="NAME", help="Secret block with the GitHub token")
     compress.add_argument("--github-event-type", default="colabflow-job-finished", help="event_type to send")
-    compress.add_argument("--github-api-url", default="https://api.github.com", help="GitHub API base URL")
+    add_access_arguments(compress)
 
     restore = commands.add_parser("restore", help="restore every chunk of a job folder and check its sha256")
-    restore.add_argument("job_dir", type=Path, help="<destination>/<job>")
+    restore.add_argument("job_dir", help="<destination>/<job>: a directory, gs://… or gdrive://…")
     restore.add_argument("out_dir", type=Path, help="directory that receives the restored chunks")
+    add_access_arguments(restore)
 
     verify = commands.add_parser("verify", help="check every chunk of a job folder without writing")
-    verify.add_argument("job_dir", type=Path, help="<destination>/<job>")
+    verify.add_argument("job_dir", help="<destination>/<job>: a directory, gs://… or gdrive://…")
+    add_access_arguments(verify)
 
     status = commands.add_parser("status", help="chunks done, run state, attempts and worker of a job")
     status.add_argument("target", help="a job folder (<destination>/<job>) or a flow run id")
     status.add_argument("--offline", action="store_true", help="read only the job folder, not the Prefect API")
+    add_access_arguments(status)
 
     setup = commands.add_parser("setup", help="create the work pool, its queues and the recovery automations")
     setup.add_argument("--pool", default="colab-gpu", help="work pool name (default colab-gpu)")
@@ -75,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    """Credentials for remote locations: names of Prefect blocks, never secrets."""
+    parser.add_argument("--gcp-credentials", metavar="NAME", help="GcpCredentials block for gs:// (default: ADC)")
+    parser.add_argument("--drive", metavar="NAME", help="DriveFolder block for gdrive:// (default: ADC)")
+    parser.add_argument("--github", metavar="NAME", help="Secret block with a GitHub token for github://")
+    parser.add_argument("--github-api-url", default="https://api.github.com", help="GitHub API base URL")
+
+
+def access_from(arguments: argparse.Namespace) -> StorageAccess:
+    return StorageAccess(
+        gcp_credentials=arguments.gcp_credentials, drive=arguments.drive,
+        github_token=arguments.github, github_api_url=arguments.github_api_url,
+    )
+
+
 def compress_request(arguments: argparse.Namespace) -> CompressJob:
     """Build and validate the flow's parameters from the command line."""
     callback: WebhookCallback | GitHubDispatchCallback | None = None
@@ -88,7 +111,8 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
             event_type=arguments.github_event_type, api_url=arguments.github_api_url,
         )
     return CompressJob(
-        source=arguments.source, destination=arguments.destination, job=arguments.job,
+        source=arguments.source, destination=arguments.destination, results=arguments.results,
+        access=access_from(arguments), job=arguments.job,
         codec=arguments.codec, level=arguments.level, batch_size=arguments.batch_size,
         batch_bytes=arguments.batch_bytes, callback=callback,
         refresh_checkpoints=arguments.refresh_checkpoints,
@@ -178,8 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command in COMMANDS:
             return COMMANDS[arguments.command](arguments)
         if arguments.command == "restore":
-            return print_check(check_job(arguments.job_dir, arguments.out_dir), "restored")
-        return print_check(check_job(arguments.job_dir), "verified")
+            return print_check(check_job(arguments.job_dir, arguments.out_dir, access_from(arguments)), "restored")
+        return print_check(check_job(arguments.job_dir, None, access_from(arguments)), "verified")
     except ValidationError as error:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"]) or "parameters"

@@ -26,8 +26,10 @@ def compress_chunks(request: CompressJob) -> JobReport | State[None]:
     abandoned = abandoned_state()
     if abandoned is not None:
         return abandoned
-    settings = prepare_job_task(request.destination, request.job, request.codec, request.level)
-    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes)
+    settings = prepare_job_task(
+        request.destination, request.job, request.codec, request.level, request.access, request.results
+    )
+    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, request.access)
     record_job_task(settings, unwalked(plan))
     progress = ProgressArtifact(request.job, len(plan.batches))
     outcomes = []

@@ -19,7 +19,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.checkpoint import checkpoint_dir
+from tasks.checkpoint import checkpoint_storage
 from tasks.errors import CallbackRejectedError, InvalidParameterError, RemoteUnavailableError
 from tasks.models import BatchSettings, JobReport
 from tasks.parameters import GitHubDispatchCallback, WebhookCallback
@@ -179,4 +179,4 @@ def send_callback(
     callback: WebhookCallback | GitHubDispatchCallback, report: JobReport, settings: BatchSettings
 ) -> CallbackReceipt:
     """Run the callback task with its receipt kept next to the job's checkpoints."""
-    return send_callback_task.with_options(result_storage=checkpoint_dir(settings))(callback, report)
+    return send_callback_task.with_options(result_storage=checkpoint_storage(settings))(callback, report)

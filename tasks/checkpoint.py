@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from functools import lru_cache
 
+from blocks.checkpoints import CheckpointStorage
 from tasks.models import BatchSettings, ChunkFingerprint
+from tasks.stores import StorageAccess
 
 # Bump when the meaning of a persisted BatchResult changes, so old checkpoints are not reused.
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_DIR_NAME = ".checkpoints"
+BATCH_RUN_PREFIX = "compress-batch"
 
 
 def batch_checkpoint_key(batch: list[ChunkFingerprint], settings: BatchSettings) -> str:
@@ -30,6 +33,27 @@ def batch_checkpoint_key(batch: list[ChunkFingerprint], settings: BatchSettings)
     return "batch-" + hashlib.sha256(content.encode()).hexdigest()
 
 
-def checkpoint_dir(settings: BatchSettings) -> Path:
-    """Where a job's checkpoints live: inside its job folder, so they go when the job goes."""
-    return Path(settings.destination) / settings.job / CHECKPOINT_DIR_NAME
+def checkpoint_storage(settings: BatchSettings) -> CheckpointStorage:
+    """Where a job's checkpoints live: `<results>/<job>/.checkpoints`, so they go when the job goes.
+
+    `results` is the destination unless the user chose another location.
+    """
+    return saved_storage(f"{settings.results}/{settings.job}/{CHECKPOINT_DIR_NAME}", settings.access)
+
+
+@lru_cache(maxsize=32)
+def saved_storage(location: str, access: StorageAccess) -> CheckpointStorage:
+    """The storage block for a location, saved to the API once per process.
+
+    Prefect takes only saved blocks as task result storage. The block holds a location and the
+    names of credential blocks, never a secret, and its name is derived from both.
+    """
+    storage = CheckpointStorage(location=location, access=access)
+    digest = hashlib.sha256(f"{location}\n{access.model_dump_json()}".encode()).hexdigest()[:20]
+    storage.save(f"colabflow-checkpoints-{digest}", overwrite=True)
+    return storage
+
+
+def batch_run_name(batch_key: str) -> str:
+    """Task-run name of a batch: the same in every attempt, so status can tell a batch run again."""
+    return f"{BATCH_RUN_PREFIX}-{batch_key.removeprefix('batch-')[:16]}"

@@ -4,43 +4,57 @@ The batch is the checkpoint unit. Its result (the recipes) is persisted under a 
 so a rerun loads it instead of doing the work. Inside a batch, a chunk whose recipe is already
 at the destination with the same sha256 is not compressed again, so a killed batch resumes
 where it stopped.
+
+Chunks up to `STREAM_THRESHOLD` bytes are compressed in memory; larger ones are streamed from
+the source through the codec into a temporary file and uploaded from there, so memory stays
+bounded whatever the chunk's size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
-from tasks.checkpoint import batch_checkpoint_key, checkpoint_dir
+from tasks.checkpoint import BATCH_RUN_PREFIX, batch_checkpoint_key, batch_run_name, checkpoint_storage
 from tasks.codecs import Codec, CodecChoice, resolve_codec
-from tasks.destinations import Destination, open_destination
+from tasks.destinations import Destination, normalize_location, open_destination
 from tasks.errors import ChunkChangedError, InvalidChunkError, SourceNotFoundError
 from tasks.fetch import io_thread_count
 from tasks.models import BatchOutcome, BatchResult, BatchSettings, ChunkFailure, ChunkFingerprint, Recipe
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
-from tasks.sources import read_chunk
+from tasks.sources import open_chunk, read_chunk
+from tasks.stores import StorageAccess, file_digests
 from tasks.unwalked import unwalked
 
 COLABFLOW_VERSION = version("colabflow")
+STREAM_THRESHOLD = 64 * 1024 * 1024
 
 
-def prepare_job(destination: str, job: str, codec_choice: CodecChoice, level: int) -> BatchSettings:
-    """Choose the codec and prove the destination is writable, before any work starts."""
+def prepare_job(
+    destination: str, job: str, codec_choice: CodecChoice, level: int,
+    access: StorageAccess = StorageAccess(), results: str | None = None,
+) -> BatchSettings:
+    """Choose the codec and prove the destination (and result storage) writable, before any work."""
     codec = resolve_codec(codec_choice, level)
-    target = open_destination(destination)
-    target.prepare(job)
+    open_destination(destination, access).prepare(job)
+    if results is not None:
+        open_destination(results, access).prepare(job)
     return BatchSettings(
-        destination=str(Path(target.root).absolute()),
+        destination=normalize_location(destination),
+        results=normalize_location(results or destination),
+        access=access,
         job=job,
         codec_choice=codec_choice,
         codec=codec.name,
@@ -64,49 +78,107 @@ def finished_recipe(destination: Destination, job: str, chunk: ChunkFingerprint,
     return recipe
 
 
-def compress_chunk(chunk: ChunkFingerprint, data: bytes, codec: Codec) -> tuple[bytes, Recipe]:
-    """Compress one chunk's bytes and describe the result in a recipe."""
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != chunk.sha256:
-        raise ChunkChangedError(
-            f"chunk {chunk.chunk_id!r} changed while the job ran (sha256 {chunk.sha256[:12]}… "
-            f"when listed, {actual[:12]}… now); rerun the job once the source is stable"
-        )
-    started = time.perf_counter()
-    member = codec.compress(data)
-    seconds = time.perf_counter() - started
-    recipe = Recipe(
+def describe_chunk(
+    chunk: ChunkFingerprint, codec: Codec, member_size: int, member_sha256: str, seconds: float
+) -> Recipe:
+    """The recipe of a chunk compressed by `codec` into a member of the given size and hash."""
+    return Recipe(
         chunk_id=chunk.chunk_id,
         source_uri=chunk.uri,
         original_sha256=chunk.sha256,
-        original_size=len(data),
+        original_size=chunk.size,
         codec=codec.name,
         codec_version=codec.version,
         level=codec.level,
-        compressed_size=len(member),
-        compressed_sha256=hashlib.sha256(member).hexdigest(),
-        ratio=round(len(data) / len(member), 4),
+        compressed_size=member_size,
+        compressed_sha256=member_sha256,
+        ratio=round(chunk.size / member_size, 4),
         seconds=round(seconds, 6),
         device=codec.device,
         created_at=datetime.now(timezone.utc),
         colabflow_version=COLABFLOW_VERSION,
     )
-    return member, recipe
+
+
+def _changed(chunk: ChunkFingerprint, actual_sha256: str) -> ChunkChangedError:
+    return ChunkChangedError(
+        f"chunk {chunk.chunk_id!r} changed while the job ran (sha256 {chunk.sha256[:12]}… "
+        f"when listed, {actual_sha256[:12]}… now); rerun the job once the source is stable"
+    )
+
+
+def compress_chunk(chunk: ChunkFingerprint, data: bytes, codec: Codec) -> tuple[bytes, Recipe]:
+    """Compress one chunk's bytes and describe the result in a recipe."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != chunk.sha256 or len(data) != chunk.size:
+        raise _changed(chunk, actual)
+    started = time.perf_counter()
+    member = codec.compress(data)
+    seconds = time.perf_counter() - started
+    return member, describe_chunk(chunk, codec, len(member), hashlib.sha256(member).hexdigest(), seconds)
+
+
+class HashingReader:
+    """A reader that hashes what passes through it; rewinding to 0 restarts the hash."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.stream.read(size)
+        self.digest.update(block)
+        self.size += len(block)
+        return block
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if (offset, whence) != (0, os.SEEK_SET):
+            raise ValueError("a HashingReader can only rewind to the start")
+        self.digest, self.size = hashlib.sha256(), 0
+        return self.stream.seek(0)
+
+
+def compress_chunk_stream(chunk: ChunkFingerprint, source: BinaryIO, codec: Codec, member_path: Path) -> Recipe:
+    """Stream a chunk through the codec into `member_path`; memory stays bounded by the codec's block."""
+    reader = HashingReader(source)
+    started = time.perf_counter()
+    with member_path.open("w+b") as member:
+        codec.compress_stream(reader, member, chunk.size)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    if reader.digest.hexdigest() != chunk.sha256 or reader.size != chunk.size:
+        raise _changed(chunk, reader.digest.hexdigest())
+    member_sha256, _ = file_digests(member_path)
+    return describe_chunk(chunk, codec, member_path.stat().st_size, member_sha256, seconds)
+
+
+def compress_and_store(
+    chunk: ChunkFingerprint, codec: Codec, destination: Destination, job: str, access: StorageAccess
+) -> Recipe:
+    """Compress one chunk and put it at the destination, in memory or streamed by its size."""
+    if chunk.size <= STREAM_THRESHOLD:
+        member, recipe = compress_chunk(chunk, read_chunk(chunk.uri, access), codec)
+        destination.put_chunk(job, chunk.chunk_id, member, recipe)
+        return recipe
+    with tempfile.TemporaryDirectory(prefix="colabflow-") as scratch:
+        member_path = Path(scratch, "member.gz")
+        with open_chunk(chunk.uri, access) as source:
+            recipe = compress_chunk_stream(chunk, source, codec, member_path)
+        destination.put_chunk(job, chunk.chunk_id, member_path, recipe)
+    return recipe
 
 
 def compress_batch(batch: list[ChunkFingerprint], settings: BatchSettings) -> BatchResult:
     """Fetch, compress and upload a batch. Bad chunks become failures; I/O errors propagate."""
     codec = resolve_codec(settings.codec_choice, settings.level)
-    destination = open_destination(settings.destination)
+    destination = open_destination(settings.destination, settings.access)
 
     def process(chunk: ChunkFingerprint) -> tuple[Recipe, bool] | ChunkFailure:
         try:
             existing = finished_recipe(destination, settings.job, chunk, codec)
             if existing is not None:
                 return existing, True
-            member, recipe = compress_chunk(chunk, read_chunk(chunk.uri), codec)
-            destination.put_chunk(settings.job, chunk.chunk_id, member, recipe)
-            return recipe, False
+            return compress_and_store(chunk, codec, destination, settings.job, settings.access), False
         except (InvalidChunkError, SourceNotFoundError) as error:
             return ChunkFailure(chunk_id=chunk.chunk_id, reason=str(error))
 
@@ -124,7 +196,7 @@ def _checkpoint_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 
 @task(
-    name="compress-batch",
+    name=BATCH_RUN_PREFIX,
     cache_key_fn=_checkpoint_key,
     persist_result=True,
     result_serializer="json",
@@ -144,15 +216,19 @@ def compress_batch_task(batch: list[ChunkFingerprint], settings: BatchSettings) 
 
 
 @task(name="prepare-job", cache_policy=NO_CACHE, persist_result=False)
-def prepare_job_task(destination: str, job: str, codec_choice: CodecChoice, level: int) -> BatchSettings:
-    """Fail fast on a codec or destination that cannot work."""
-    return prepare_job(destination, job, codec_choice, level)
+def prepare_job_task(
+    destination: str, job: str, codec_choice: CodecChoice, level: int,
+    access: StorageAccess, results: str | None,
+) -> BatchSettings:
+    """Fail fast on a codec, destination or result storage that cannot work."""
+    return prepare_job(destination, job, codec_choice, level, access, results)
 
 
 def run_batch(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: bool) -> BatchOutcome:
     """Run the batch task and record whether it came from a checkpoint or failed for good."""
     runner = compress_batch_task.with_options(
-        result_storage=checkpoint_dir(settings), refresh_cache=refresh
+        result_storage=checkpoint_storage(settings), refresh_cache=refresh,
+        task_run_name=batch_run_name(batch_checkpoint_key(batch, settings)),
     )
     state = runner(unwalked(batch), settings, return_state=True)
     chunk_ids = [chunk.chunk_id for chunk in batch]

@@ -1,162 +1,133 @@
 """Where outputs go: `<destination>/<job>/chunks/<id>.gz`, `<id>.recipe.json`, `manifest.jsonl`.
 
-Writes are atomic (temporary file, fsync, rename), so a reader never sees half a file and a
-killed process leaves at most a stray temporary file, which the next write replaces.
+A destination is a location (a local directory, `gs://BUCKET/PATH` or `gdrive://FOLDER_ID/PATH`)
+resolved to an object store. Every write is atomic and idempotent on every backend: a reader
+never sees half an object, and writing the same bytes twice changes nothing.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO
 
 from pydantic import ValidationError
 
 from tasks.chunk_ids import validate_chunk_id
-from tasks.errors import CorruptOutputError, DestinationError
-from tasks.locations import LOCAL_SCHEMES, local_path, open_location
+from tasks.errors import CorruptOutputError, InvalidParameterError
+from tasks.locations import LOCAL_SCHEMES, local_path, scheme_of
 from tasks.models import Recipe
+from tasks.stores import (
+    WRITABLE_SCHEMES,
+    ObjectStore,
+    StorageAccess,
+    open_place,
+    read_optional,
+)
 
 RECIPE_SUFFIX = ".recipe.json"
 CHUNK_SUFFIX = ".gz"
 MANIFEST_NAME = "manifest.jsonl"
+WRITE_CHECK_NAME = ".colabflow-write-check"
+DESTINATION_SCHEMES = WRITABLE_SCHEMES
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
+class Destination:
+    """The job folders under one destination location."""
 
-class Destination(Protocol):
-    """A place that stores the outputs of jobs."""
+    def __init__(self, location: str, store: ObjectStore, path: str) -> None:
+        self.location = location
+        self.store = store
+        self.path = path
+
+    def key(self, job: str, *parts: str) -> str:
+        return "/".join(part for part in (self.path, job, *parts) if part)
+
+    def chunk_key(self, job: str, chunk_id: str, suffix: str) -> str:
+        return self.key(job, "chunks", validate_chunk_id(chunk_id) + suffix)
+
+    def uri(self, key: str) -> str:
+        return f"{self.store.location.rstrip('/')}/{key}"
 
     def prepare(self, job: str) -> None:
-        """Create the job's folders and prove they can be written, before any work."""
-        ...
+        """Prove the job folder can be written, before any work."""
+        self.store.write_bytes(self.key(job, WRITE_CHECK_NAME), b"")
 
     def read_recipe(self, job: str, chunk_id: str) -> Recipe | None:
         """Return the chunk's recipe, or None when the chunk is not there yet."""
-        ...
-
-    def read_chunk(self, job: str, chunk_id: str) -> bytes:
-        """Return the compressed member of a chunk."""
-        ...
-
-    def chunk_size(self, job: str, chunk_id: str) -> int | None:
-        """Return the stored size of a chunk's member, or None if it is absent."""
-        ...
-
-    def put_chunk(self, job: str, chunk_id: str, member: bytes, recipe: Recipe) -> None:
-        """Store a member and then its recipe; the recipe's presence marks the chunk done."""
-        ...
-
-    def put_manifest(self, job: str, content: bytes) -> str:
-        """Replace the job's manifest and return where it is."""
-        ...
-
-
-class LocalDestination:
-    """A local directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def job_dir(self, job: str) -> Path:
-        return self.root / job
-
-    def chunk_path(self, job: str, chunk_id: str, suffix: str) -> Path:
-        return self.root / job / "chunks" / (validate_chunk_id(chunk_id) + suffix)
-
-    def prepare(self, job: str) -> None:
-        chunks = self.root / job / "chunks"
-        try:
-            chunks.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=chunks):
-                pass
-        except OSError as error:
-            raise _destination_error(error, chunks) from None
-
-    def read_recipe(self, job: str, chunk_id: str) -> Recipe | None:
-        path = self.chunk_path(job, chunk_id, RECIPE_SUFFIX)
-        try:
-            return Recipe.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
+        key = self.chunk_key(job, chunk_id, RECIPE_SUFFIX)
+        content = read_optional(self.store, key)
+        if content is None:
             return None
+        try:
+            return Recipe.model_validate_json(content)
         except ValidationError as error:
             raise CorruptOutputError(
-                f"recipe {str(path)!r} of chunk {chunk_id!r} is not a valid recipe "
+                f"recipe {self.uri(key)!r} of chunk {chunk_id!r} is not a valid recipe "
                 f"({error.error_count()} problems, first: {error.errors()[0]['msg']}); "
                 "delete it and rerun the job to rebuild it"
             ) from None
 
-    def read_chunk(self, job: str, chunk_id: str) -> bytes:
-        return self.chunk_path(job, chunk_id, CHUNK_SUFFIX).read_bytes()
+    def open_chunk(self, job: str, chunk_id: str) -> AbstractContextManager[BinaryIO]:
+        """Stream the compressed member of a chunk."""
+        return self.store.open_read(self.chunk_key(job, chunk_id, CHUNK_SUFFIX))
 
     def chunk_size(self, job: str, chunk_id: str) -> int | None:
-        try:
-            return self.chunk_path(job, chunk_id, CHUNK_SUFFIX).stat().st_size
-        except FileNotFoundError:
-            return None
+        """Return the stored size of a chunk's member, or None if it is absent."""
+        info = self.store.stat(self.chunk_key(job, chunk_id, CHUNK_SUFFIX))
+        return None if info is None else info.size
 
-    def put_chunk(self, job: str, chunk_id: str, member: bytes, recipe: Recipe) -> None:
-        write_atomically(self.chunk_path(job, chunk_id, CHUNK_SUFFIX), member)
-        write_atomically(
-            self.chunk_path(job, chunk_id, RECIPE_SUFFIX),
-            recipe.model_dump_json(indent=2).encode() + b"\n",
+    def put_chunk(self, job: str, chunk_id: str, member: bytes | Path, recipe: Recipe) -> None:
+        """Store a member (bytes, or a local file for large ones) and then its recipe.
+
+        The recipe's presence marks the chunk done, so it is written last.
+        """
+        key = self.chunk_key(job, chunk_id, CHUNK_SUFFIX)
+        if isinstance(member, Path):
+            self.store.write_file(key, member)
+        else:
+            self.store.write_bytes(key, member)
+        self.store.write_bytes(
+            self.chunk_key(job, chunk_id, RECIPE_SUFFIX), recipe.model_dump_json(indent=2).encode() + b"\n"
         )
 
+    def read_job_file(self, job: str, name: str) -> bytes | None:
+        """A job-level file (manifest, job record, quarantine, telemetry), or None."""
+        return read_optional(self.store, self.key(job, name))
+
+    def put_job_file(self, job: str, name: str, content: bytes) -> str:
+        """Replace a job-level file and return its URI."""
+        key = self.key(job, name)
+        self.store.write_bytes(key, content)
+        return self.uri(key)
+
     def put_manifest(self, job: str, content: bytes) -> str:
-        path = self.root / job / MANIFEST_NAME
-        write_atomically(path, content)
-        return str(path)
+        """Replace the job's manifest and return where it is."""
+        return self.put_job_file(job, MANIFEST_NAME, content)
 
 
-def write_atomically(path: Path, content: bytes) -> None:
-    """Write `content` to `path` through a synced temporary file and a rename."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = create_temporary(path.parent)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except OSError as error:
-        raise _destination_error(error, path) from None
+def normalize_location(location: str) -> str:
+    """A local destination as an absolute path (workers may run elsewhere); URIs unchanged."""
+    if scheme_of(location) in LOCAL_SCHEMES:
+        return str(local_path(location).absolute())
+    return location.rstrip("/")
 
 
-def create_temporary(directory: Path) -> tuple[int, str]:
-    """Open a hidden temporary file with the usual permissions (mkstemp alone gives 0600)."""
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".partial-")
-    os.fchmod(descriptor, 0o666 & ~_UMASK)
-    return descriptor, temporary
-
-
-def _destination_error(error: OSError, path: Path) -> DestinationError:
-    advice = {
-        errno.EACCES: "no permission to write there; choose a destination you own or fix its permissions",
-        errno.EPERM: "the operation is not permitted there; choose another destination",
-        errno.EROFS: "the file system is read-only; choose a writable destination",
-        errno.ENOSPC: "the disk is full; free space or choose another destination, then rerun (finished chunks are kept)",
-        errno.EDQUOT: "the disk quota is exhausted; free space or choose another destination, then rerun",
-        errno.ENAMETOOLONG: "a file name is too long for this file system; shorten the chunk's name "
-        f"(its last segment plus {RECIPE_SUFFIX!r} must fit in 255 bytes)",
-        errno.ENOTDIR: "a path component is a file, not a directory; choose another destination",
-    }.get(error.errno or 0, "see the system error")
-    return DestinationError(f"cannot write {str(path)!r}: {error.strerror}; {advice}")
-
-
-_DESTINATIONS: dict[str, Callable[[str], LocalDestination]] = {
-    scheme: lambda location: LocalDestination(local_path(location)) for scheme in LOCAL_SCHEMES
-}
-DESTINATION_SCHEMES = frozenset(_DESTINATIONS)
-
-
-def open_destination(location: str) -> LocalDestination:
+def open_destination(location: str, access: StorageAccess = StorageAccess()) -> Destination:
     """Return the destination for a location, chosen by its URI scheme."""
-    return open_location("destination", location, _DESTINATIONS)
+    if scheme_of(location) not in DESTINATION_SCHEMES:
+        raise InvalidParameterError(
+            f"destination {location!r} cannot be written; use a local directory, gs://BUCKET/PATH "
+            "or gdrive://FOLDER_ID/PATH"
+        )
+    place = open_place(normalize_location(location), access)
+    return Destination(location, place.writable("destination"), place.path)
+
+
+def split_job_location(job_location: str) -> tuple[str, str]:
+    """`<destination>/<job>` as (destination, job)."""
+    trimmed = normalize_location(job_location)
+    parent, _, job = trimmed.rpartition("/")
+    if not job or not parent:
+        raise InvalidParameterError(f"{job_location!r} is not a job location (<destination>/<job>)")
+    return parent, job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from prefect import task
@@ -13,7 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.errors import ColabflowError
 from tasks.models import ChunkFailure, ChunkFingerprint, ChunkRef, JobPlan
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
-from tasks.sources import list_sources, read_chunk
+from tasks.sources import list_sources, open_chunk
+from tasks.stores import READ_BLOCK, StorageAccess
 
 
 def worker_count() -> int:
@@ -31,20 +32,24 @@ def io_thread_count() -> int:
     return max(8, 4 * worker_count())
 
 
-def fingerprint_chunk(ref: ChunkRef, reader: Callable[[str], bytes] = read_chunk) -> ChunkFingerprint:
-    """Read a chunk and return it with its sha256 and actual size."""
-    data = reader(ref.uri)
-    return ChunkFingerprint(
-        chunk_id=ref.chunk_id, uri=ref.uri, size=len(data), sha256=hashlib.sha256(data).hexdigest()
-    )
+def fingerprint_chunk(ref: ChunkRef, access: StorageAccess = StorageAccess()) -> ChunkFingerprint:
+    """Stream a chunk and return it with its sha256 and actual size."""
+    digest, size = hashlib.sha256(), 0
+    with open_chunk(ref.uri, access) as stream:
+        while block := stream.read(READ_BLOCK):
+            digest.update(block)
+            size += len(block)
+    return ChunkFingerprint(chunk_id=ref.chunk_id, uri=ref.uri, size=size, sha256=digest.hexdigest())
 
 
-def fingerprint_chunks(refs: list[ChunkRef]) -> tuple[list[ChunkFingerprint], list[ChunkFailure]]:
+def fingerprint_chunks(
+    refs: list[ChunkRef], access: StorageAccess = StorageAccess()
+) -> tuple[list[ChunkFingerprint], list[ChunkFailure]]:
     """Fingerprint chunks on every core; unreadable chunks become failures, in input order."""
 
     def attempt(ref: ChunkRef) -> ChunkFingerprint | ChunkFailure:
         try:
-            return fingerprint_chunk(ref)
+            return fingerprint_chunk(ref, access)
         except (ColabflowError, PermissionError, IsADirectoryError) as error:
             return ChunkFailure(chunk_id=ref.chunk_id, reason=str(error))
 
@@ -73,10 +78,12 @@ def plan_batches(
     return batches
 
 
-def plan_job(sources: list[str], batch_size: int, batch_bytes: int) -> JobPlan:
+def plan_job(
+    sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess = StorageAccess()
+) -> JobPlan:
     """List, validate and fingerprint every chunk, then batch them."""
-    refs, invalid = list_sources(sources)
-    fingerprints, unreadable = fingerprint_chunks(refs)
+    refs, invalid = list_sources(sources, access)
+    fingerprints, unreadable = fingerprint_chunks(refs, access)
     return JobPlan(
         batches=plan_batches(fingerprints, batch_size, batch_bytes),
         failures=invalid + unreadable,
@@ -92,6 +99,6 @@ def plan_job(sources: list[str], batch_size: int, batch_bytes: int) -> JobPlan:
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int) -> JobPlan:
+def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess) -> JobPlan:
     """List and fingerprint the job's chunks."""
-    return plan_job(sources, batch_size, batch_bytes)
+    return plan_job(sources, batch_size, batch_bytes, access)

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from tasks.destinations import open_destination, write_atomically
+from tasks.destinations import open_destination
 from tasks.models import BatchSettings, ChunkFailure, JobPlan
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
 
@@ -41,16 +41,16 @@ def write_job_record(settings: BatchSettings, plan: JobPlan, flow_run_id: str | 
         flow_run_id=flow_run_id, attempt=attempt, host=socket.gethostname(),
         updated_at=datetime.now(timezone.utc),
     )
-    job_dir = open_destination(settings.destination).job_dir(settings.job)
-    write_atomically(job_dir / JOB_RECORD_NAME, record.model_dump_json(indent=2).encode() + b"\n")
+    open_destination(settings.destination, settings.access).put_job_file(
+        settings.job, JOB_RECORD_NAME, record.model_dump_json(indent=2).encode() + b"\n"
+    )
     return record
 
 
 def write_quarantine(settings: BatchSettings, failures: list[ChunkFailure]) -> int:
     """Replace `<job>/quarantine.jsonl` with the chunks this run could not process, and why."""
-    job_dir = open_destination(settings.destination).job_dir(settings.job)
     content = b"".join(failure.model_dump_json().encode() + b"\n" for failure in failures)
-    write_atomically(job_dir / QUARANTINE_NAME, content)
+    open_destination(settings.destination, settings.access).put_job_file(settings.job, QUARANTINE_NAME, content)
     return len(failures)
 
 

@@ -28,7 +28,7 @@ def write_manifest(settings: BatchSettings, recipes: list[Recipe]) -> ManifestSu
     left out of the manifest and reported, so the user knows to rerun with refreshed
     checkpoints.
     """
-    destination = open_destination(settings.destination)
+    destination = open_destination(settings.destination, settings.access)
     present: list[Recipe] = []
     missing: list[ChunkFailure] = []
     for recipe in recipes:

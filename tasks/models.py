@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.codecs import CodecChoice
+from tasks.stores import StorageAccess
 
 RECIPE_SCHEMA_VERSION = 1
 
@@ -113,7 +114,9 @@ class JobPlan(_Frozen):
 class BatchSettings(_Frozen):
     """Everything a batch needs besides its chunks; part of every checkpoint key."""
 
-    destination: str = Field(description="Absolute destination location.")
+    destination: str = Field(description="Destination location: an absolute local path or a gs://, gdrive:// URI.")
+    results: str = Field(description="Where batch checkpoints live (a location like destination).")
+    access: StorageAccess = Field(default_factory=StorageAccess, description="Credentials for remote locations.")
     job: str
     codec_choice: CodecChoice
     codec: str

@@ -11,6 +11,7 @@ from tasks.codecs import CodecChoice
 from tasks.destinations import DESTINATION_SCHEMES
 from tasks.locations import scheme_of, unsupported_scheme_message
 from tasks.sources import SOURCE_SCHEMES
+from tasks.stores import StorageAccess
 
 JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -65,10 +66,20 @@ class CompressJob(BaseModel):
 
     source: list[str] = Field(
         min_length=1,
-        description="A local directory, a file:// URI, or a list of chunk files and directories.",
+        description="Chunk files or folders, mixed freely: local paths, file://, github://OWNER/REPO@REF/PATH, "
+        "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH.",
     )
     destination: str = Field(
-        default="./colabflow-data", min_length=1, description="Local directory that receives <job>/."
+        default="./colabflow-data", min_length=1,
+        description="Where <job>/ goes: a local directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH.",
+    )
+    results: str | None = Field(
+        default=None,
+        description="Where batch checkpoints go (same kinds of location); empty: the destination. "
+        "Put them on GCS or Drive so a new machine can resume the job.",
+    )
+    access: StorageAccess = Field(
+        default_factory=StorageAccess, description="Blocks whose credentials reach remote sources and destinations."
     )
     job: str = Field(pattern=JOB_NAME_PATTERN, description="Job name: letters, digits, '.', '_', '-'.")
     codec: CodecChoice = Field(default="auto", description="auto picks the GPU when usable, else the CPU.")
@@ -89,15 +100,20 @@ class CompressJob(BaseModel):
 
     @field_validator("source")
     @classmethod
-    def _local_sources(cls, source: list[str]) -> list[str]:
+    def _readable_sources(cls, source: list[str]) -> list[str]:
         for location in source:
             _require_supported("source", location, SOURCE_SCHEMES)
         return source
 
     @field_validator("destination")
     @classmethod
-    def _local_destination(cls, destination: str) -> str:
+    def _writable_destination(cls, destination: str) -> str:
         return _require_supported("destination", destination, DESTINATION_SCHEMES)
+
+    @field_validator("results")
+    @classmethod
+    def _writable_results(cls, results: str | None) -> str | None:
+        return None if results is None else _require_supported("results", results, DESTINATION_SCHEMES)
 
 
 def _require_supported(role: str, location: str, schemes: frozenset[str]) -> str:

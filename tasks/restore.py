@@ -1,7 +1,8 @@
 """Restore and verify a job folder: every chunk decompressed, sized and hashed against its recipe.
 
 Reads only what the job folder holds (manifest, recipes, members), never the source, and
-never unpickles anything. A restored file appears under its final name only after its sha256
+never unpickles anything. The job folder may be local, on GCS or on Drive; each member is
+streamed through the sha256 check, so memory stays bounded. A restored file appears under its final name only after its sha256
 matched.
 """
 
@@ -16,9 +17,10 @@ from typing import BinaryIO
 from pydantic import BaseModel, ValidationError
 
 from tasks.chunk_ids import validate_chunk_id
-from tasks.destinations import CHUNK_SUFFIX, MANIFEST_NAME, LocalDestination, create_temporary
-from tasks.errors import ColabflowError, CorruptOutputError
+from tasks.destinations import MANIFEST_NAME, Destination, open_destination, split_job_location
+from tasks.errors import ColabflowError, CorruptOutputError, MissingObjectError
 from tasks.models import ChunkFailure, ManifestEntry, Recipe
+from tasks.stores import StorageAccess, create_temporary
 
 _BLOCK = 1024 * 1024
 
@@ -32,16 +34,17 @@ class JobCheck(BaseModel):
     problems: list[ChunkFailure]
 
 
-def read_manifest(job_dir: Path) -> tuple[list[ManifestEntry], list[ChunkFailure]]:
+def read_manifest(destination: Destination, job: str) -> tuple[list[ManifestEntry], list[ChunkFailure]]:
     """Parse `manifest.jsonl`; each unreadable line is a problem, not a crash."""
-    path = job_dir / MANIFEST_NAME
-    if not path.is_file():
+    content = destination.read_job_file(job, MANIFEST_NAME)
+    if content is None:
         raise CorruptOutputError(
-            f"{str(path)!r} does not exist; give a job folder (<destination>/<job>) of a finished run"
+            f"{destination.uri(destination.key(job, MANIFEST_NAME))!r} does not exist; "
+            "give a job folder (<destination>/<job>) of a finished run"
         )
     entries: list[ManifestEntry] = []
     problems: list[ChunkFailure] = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+    for number, line in enumerate(content.splitlines(), start=1):
         try:
             entry = ManifestEntry.model_validate_json(line)
             validate_chunk_id(entry.chunk_id)
@@ -75,17 +78,18 @@ def decompress_member(member: BinaryIO, sink: BinaryIO | None) -> tuple[str, int
     return content_hash.hexdigest(), size, member_hash.hexdigest()
 
 
-def check_chunk(destination: LocalDestination, job: str, entry: ManifestEntry, out_dir: Path | None) -> int:
+def check_chunk(destination: Destination, job: str, entry: ManifestEntry, out_dir: Path | None) -> int:
     """Check one chunk against its manifest entry and recipe, restoring it if `out_dir` is set."""
     recipe = destination.read_recipe(job, entry.chunk_id)
     if recipe is None:
         raise CorruptOutputError("its recipe is missing")
     _require_agreement(entry, recipe)
-    path = destination.chunk_path(job, entry.chunk_id, CHUNK_SUFFIX)
-    if not path.is_file():
-        raise CorruptOutputError(f"its member {str(path)!r} is missing")
     target = out_dir / entry.chunk_id if out_dir else None
-    with path.open("rb") as member:
+    try:
+        opened = destination.open_chunk(job, entry.chunk_id)
+    except MissingObjectError:
+        raise CorruptOutputError("its .gz member is missing") from None
+    with opened as member:
         if target is None:
             digest, size, member_digest = decompress_member(member, None)
         else:
@@ -121,14 +125,18 @@ def _restore_member(member: BinaryIO, target: Path, recipe: Recipe) -> tuple[str
     return digest, size, member_digest
 
 
-def check_job(job_dir: Path, out_dir: Path | None = None) -> JobCheck:
+def check_job(
+    job_location: str | Path, out_dir: Path | None = None, access: StorageAccess = StorageAccess()
+) -> JobCheck:
     """Verify every chunk of a job folder, and restore each good one to `out_dir` when given."""
-    entries, problems = read_manifest(job_dir)
-    destination = LocalDestination(job_dir.parent)
+    job_location = str(job_location)
+    parent, job = split_job_location(job_location)
+    destination = open_destination(parent, access)
+    entries, problems = read_manifest(destination, job)
     restored = 0
     for entry in entries:
         try:
-            restored += check_chunk(destination, job_dir.name, entry, out_dir)
+            restored += check_chunk(destination, job, entry, out_dir)
         except (ColabflowError, OSError) as error:
             problems.append(ChunkFailure(chunk_id=entry.chunk_id, reason=f"chunk {entry.chunk_id!r}: {error}"))
-    return JobCheck(job_dir=str(job_dir), chunks=len(entries), bytes_restored=restored, problems=problems)
+    return JobCheck(job_dir=job_location, chunks=len(entries), bytes_restored=restored, problems=problems)

@@ -1,16 +1,22 @@
-"""Where chunks come from. A URI scheme picks the `Source`; flows never branch on a scheme."""
+"""Where chunks come from. A URI scheme picks the `Source`; flows never branch on a scheme.
+
+Local directories are walked directly; `github://`, `gs://` and `gdrive://` locations are
+listed through their object store (tasks/stores.py). A chunk is read as a stream, so a chunk
+of several GiB never has to fit in memory.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from tasks.chunk_ids import validate_chunk_id
-from tasks.errors import EmptySourceError, InvalidChunkError, SourceNotFoundError
-from tasks.locations import LOCAL_SCHEMES, local_path, open_location
+from tasks.errors import EmptySourceError, InvalidChunkError, MissingObjectError, SourceNotFoundError
+from tasks.locations import LOCAL_SCHEMES, local_path, open_location, scheme_of
 from tasks.models import ChunkFailure, ChunkRef
+from tasks.stores import READABLE_SCHEMES, Place, StorageAccess, open_place, relative_key
 
 
 class Source(Protocol):
@@ -18,10 +24,6 @@ class Source(Protocol):
 
     def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
         """List valid chunks, and the entries whose ids are invalid."""
-        ...
-
-    def read_chunk(self, uri: str) -> bytes:
-        """Return the bytes of the chunk at `uri`."""
         ...
 
 
@@ -37,56 +39,72 @@ class LocalSource:
                 f"source {str(self.path)!r} does not exist; give an existing directory or file"
             )
         if self.path.is_file():
-            return _refs_for([(self.path.name, self.path)])
-        found: list[tuple[str, Path]] = []
+            return _refs_for([_local_entry(self.path.name, self.path)])
+        found: list[tuple[str, str, int]] = []
         for directory, subdirectories, files in os.walk(self.path):
             subdirectories.sort()
             for name in sorted(files):
                 file_path = Path(directory, name)
                 if file_path.is_file():
-                    found.append((file_path.relative_to(self.path).as_posix(), file_path))
+                    found.append(_local_entry(file_path.relative_to(self.path).as_posix(), file_path))
         return _refs_for(found)
 
-    def read_chunk(self, uri: str) -> bytes:
-        path = local_path(uri)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
+
+def _local_entry(chunk_id: str, path: Path) -> tuple[str, str, int]:
+    return chunk_id, path.absolute().as_uri(), path.stat().st_size
+
+
+class StoreSource:
+    """A remote location: one object, or every object below a path, of an object store."""
+
+    def __init__(self, place: Place) -> None:
+        self.place = place
+
+    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+        found = [
+            (relative_key(info.key, self.place.path), self.place.uri(info.key), info.size)
+            for info in self.place.store.list(self.place.path)
+        ]
+        if not found:
             raise SourceNotFoundError(
-                f"chunk file {str(path)!r} disappeared after it was listed; rerun the job"
-            ) from None
+                f"source {self.place.uri(self.place.path)!r} does not exist or holds no files; check the path"
+            )
+        return _refs_for(found)
 
 
-def _refs_for(entries: list[tuple[str, Path]]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+def _refs_for(entries: list[tuple[str, str, int]]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
     refs: list[ChunkRef] = []
     failures: list[ChunkFailure] = []
-    for chunk_id, path in entries:
+    for chunk_id, uri, size in entries:
         try:
             validate_chunk_id(chunk_id)
         except InvalidChunkError as error:
             failures.append(ChunkFailure(chunk_id=chunk_id.encode("utf-8", "backslashreplace").decode(), reason=str(error)))
             continue
-        refs.append(ChunkRef(chunk_id=chunk_id, uri=path.absolute().as_uri(), size=path.stat().st_size))
+        refs.append(ChunkRef(chunk_id=chunk_id, uri=uri, size=size))
     return refs, failures
 
 
-_SOURCES: dict[str, Callable[[str], Source]] = {
-    scheme: lambda location: LocalSource(local_path(location)) for scheme in LOCAL_SCHEMES
-}
-SOURCE_SCHEMES = frozenset(_SOURCES)
+SOURCE_SCHEMES = READABLE_SCHEMES
 
 
-def open_source(location: str) -> Source:
+def open_source(location: str, access: StorageAccess = StorageAccess()) -> Source:
     """Return the `Source` for a location, chosen by its URI scheme."""
-    return open_location("source", location, _SOURCES)
+    if scheme_of(location) not in SOURCE_SCHEMES:
+        return open_location("source", location, {})
+    if scheme_of(location) in LOCAL_SCHEMES:
+        return LocalSource(local_path(location))
+    return StoreSource(open_place(location, access))
 
 
-def list_sources(locations: list[str]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+def list_sources(
+    locations: list[str], access: StorageAccess = StorageAccess()
+) -> tuple[list[ChunkRef], list[ChunkFailure]]:
     """List the chunks of every location. Chunk ids must be unique across them."""
     refs: dict[str, ChunkRef] = {}
     failures: list[ChunkFailure] = []
     for location in locations:
-        found, invalid = open_source(location).list_chunks()
+        found, invalid = open_source(location, access).list_chunks()
         failures.extend(invalid)
         for ref in found:
             if ref.chunk_id in refs:
@@ -104,6 +122,24 @@ def list_sources(locations: list[str]) -> tuple[list[ChunkRef], list[ChunkFailur
     return list(refs.values()), failures
 
 
-def read_chunk(uri: str) -> bytes:
+def open_chunk(uri: str, access: StorageAccess = StorageAccess()) -> AbstractContextManager[BinaryIO]:
+    """Stream one chunk's bytes from wherever its URI points."""
+    if scheme_of(uri) in LOCAL_SCHEMES:
+        path = local_path(uri)
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise SourceNotFoundError(
+                f"chunk file {str(path)!r} disappeared after it was listed; rerun the job"
+            ) from None
+    place = open_place(uri, access)
+    try:
+        return place.store.open_read(place.path)
+    except MissingObjectError as error:
+        raise SourceNotFoundError(f"chunk {uri!r} disappeared after it was listed ({error}); rerun the job") from None
+
+
+def read_chunk(uri: str, access: StorageAccess = StorageAccess()) -> bytes:
     """Read one chunk's bytes from wherever its URI points."""
-    return open_source(uri).read_chunk(uri)
+    with open_chunk(uri, access) as stream:
+        return stream.read()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.destinations import LocalDestination, open_destination, write_atomically
+from tasks.destinations import open_destination
+from tasks.stores import LocalStore
 from tasks.errors import CorruptOutputError, DestinationError, InvalidChunkError, InvalidParameterError
 from tasks.models import Recipe
 
@@ -25,7 +26,7 @@ def recipe_for(chunk_id: str, member: bytes) -> Recipe:
 
 def test_put_chunk_writes_member_then_recipe_with_normal_permissions(tmp_path: Path) -> None:
     """Outputs land under chunks/, readable by others, with no temporary files left."""
-    destination = LocalDestination(tmp_path)
+    destination = open_destination(str(tmp_path))
     destination.prepare("job")
     recipe = recipe_for("dir/a b.txt", b"member")
     destination.put_chunk("job", "dir/a b.txt", b"member", recipe)
@@ -38,14 +39,14 @@ def test_put_chunk_writes_member_then_recipe_with_normal_permissions(tmp_path: P
 
 def test_an_absent_recipe_reads_as_none(tmp_path: Path) -> None:
     """A chunk not yet written has no recipe and no size."""
-    destination = LocalDestination(tmp_path)
+    destination = open_destination(str(tmp_path))
     assert destination.read_recipe("job", "a") is None
     assert destination.chunk_size("job", "a") is None
 
 
 def test_a_corrupt_recipe_is_named_with_the_fix(tmp_path: Path) -> None:
     """A recipe that is not valid JSON names its path and says how to rebuild it."""
-    destination = LocalDestination(tmp_path)
+    destination = open_destination(str(tmp_path))
     path = tmp_path / "job" / "chunks" / "a.recipe.json"
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
@@ -56,12 +57,12 @@ def test_a_corrupt_recipe_is_named_with_the_fix(tmp_path: Path) -> None:
 def test_an_unsafe_id_never_names_a_file(tmp_path: Path) -> None:
     """Path traversal through a chunk id is refused before any file is touched."""
     with pytest.raises(InvalidChunkError):
-        LocalDestination(tmp_path).chunk_path("job", "../../etc/passwd", ".gz")
+        open_destination(str(tmp_path)).chunk_key("job", "../../etc/passwd", ".gz")
 
 
 def test_a_too_long_name_says_which_limit(tmp_path: Path) -> None:
     """A 250-byte name is a valid id but its recipe name is too long: the message says why."""
-    destination = LocalDestination(tmp_path)
+    destination = open_destination(str(tmp_path))
     destination.prepare("job")
     chunk_id = "n" * 250
     with pytest.raises(DestinationError, match="'.recipe.json' must fit in 255 bytes"):
@@ -96,11 +97,11 @@ def test_a_destination_without_write_permission_fails_before_any_work(tmp_path: 
     locked.mkdir(mode=0o755)
     tmp_path.chmod(0o755)
     if os.geteuid() == 0:
-        message = run_as_nobody(lambda: LocalDestination(locked).prepare("job"))
+        message = run_as_nobody(lambda: open_destination(str(locked)).prepare("job"))
     else:
         locked.chmod(0o555)
         try:
-            LocalDestination(locked).prepare("job")
+            open_destination(str(locked)).prepare("job")
             message = "no error"
         except DestinationError as error:
             message = f"DestinationError: {error}"
@@ -126,11 +127,13 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_disk_is_named_and_leaves_no_partial_file(tiny_disk: Path) -> None:
     """ENOSPC becomes a clear error, and the temporary file is removed."""
     with pytest.raises(DestinationError, match="the disk is full; free space"):
-        write_atomically(tiny_disk / "big.gz", os.urandom(1024 * 1024))
+        LocalStore(tiny_disk).write_bytes("big.gz", os.urandom(1024 * 1024))
     assert list(tiny_disk.iterdir()) == []
 
 
-def test_remote_destinations_are_refused_with_the_scheme_named() -> None:
-    """A scheme this version cannot write is named."""
-    with pytest.raises(InvalidParameterError, match="'gs://'"):
-        open_destination("gs://bucket/prefix")
+def test_read_only_and_unknown_destinations_are_refused_with_the_scheme_named() -> None:
+    """A GitHub repository is a source only, and an unknown scheme is named."""
+    with pytest.raises(InvalidParameterError, match="github://owner/repo@main/out.* cannot be written"):
+        open_destination("github://owner/repo@main/out")
+    with pytest.raises(InvalidParameterError, match="cannot be written"):
+        open_destination("s3://bucket/prefix")

@@ -29,8 +29,9 @@ def test_defaults_are_the_embedded_ones() -> None:
         ({"job": ""}, "String should match pattern"),
         ({"batch_size": 0}, "batch_size\n  Input should be greater than or equal to 1"),
         ({"source": []}, "List should have at least 1 item"),
-        ({"destination": "gs://bucket/x"}, "destination 'gs://bucket/x' uses the scheme 'gs://'"),
-        ({"source": "github://o/r@main/x"}, "source 'github://o/r@main/x' uses the scheme 'github://'"),
+        ({"destination": "github://o/r@main/x"}, "destination 'github://o/r@main/x' uses the scheme 'github://'"),
+        ({"source": "s3://bucket/x"}, "source 's3://bucket/x' uses the scheme 's3://'"),
+        ({"results": "ftp://host/x"}, "results 'ftp://host/x' uses the scheme 'ftp://'"),
         ({"unknown": 1}, "Extra inputs are not permitted"),
     ],
 )

@@ -1,0 +1,138 @@
+"""A reverse proxy that passes HTTP requests to a real upstream, except the faults a test queues.
+
+Tests point a client at the proxy and queue faults by method and path: an answer (429 with
+Retry-After, 503, 401, 403, 404, 412) or a dropped connection. Everything else reaches the
+upstream server unchanged, and every request is recorded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Fault:
+    """Answer `status` (or drop the connection when status is None) to matching requests.
+
+    The first `skip` matching requests pass through; the next `times` get the fault.
+    """
+
+    method: str
+    path_pattern: str
+    status: int | None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    times: int = 1
+    skip: int = 0
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the proxy saw; header names are lower case."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body_size: int
+    faulted: bool
+
+
+class FaultProxy:
+    """Forwards to `upstream` (http://host:port) with queued faults."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.faults: list[Fault] = []
+        self.requests: list[Recorded] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                fault = proxy.take_fault(self.command, self.path)
+                proxy.record(Recorded(self.command, self.path, {name.lower(): value for name, value in self.headers.items()},
+                                      len(body), fault is not None))
+                if fault is not None and fault.status is None:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault is not None:
+                    self.send_response(fault.status)
+                    for name, value in {"Content-Type": "application/json", **fault.headers}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(fault.body)))
+                    self.end_headers()
+                    self.wfile.write(fault.body)
+                    return
+                status, headers, content = proxy.forward(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method == method and re.search(fault.path_pattern, path) and fault.times > 0:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def record(self, request: Recorded) -> None:
+        with self.lock:
+            self.requests.append(request)
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
+        try:
+            headers = {name: value for name, value in headers.items() if name.lower() != "host"}
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            content = response.read()
+            location = self.url + response.getheader("Location", "").split(self.upstream.netloc, 1)[-1]
+            answer = [(name, location if name.lower() == "location" else value) for name, value in response.getheaders()]
+            return response.status, answer, content
+        finally:
+            connection.close()
+
+
+@contextmanager
+def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
+    """Run a FaultProxy in a thread for the duration of the block."""
+    proxy = FaultProxy(upstream)
+    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
