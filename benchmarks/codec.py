@@ -3,6 +3,10 @@
 Run from the repo root: `python -m benchmarks.codec --json` (`--mib 2` for a quick run). The
 table goes to stdout; with `--json` the last stdout line is one JSON object with the figures.
 Timings are wall time, best of three; MB means 10**6 input bytes.
+
+On a machine where the GPU codec runs, it is measured too, with the chunk size from which it
+beats the CPU codec on all cores ("gpu_min_chunk_bytes", the value for the GPU's entry in
+`tasks.nvcomp_codec.MEASURED_MIN_GPU_CHUNK_BYTES`). Elsewhere the GPU figures are null.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from tasks.codecs import IsalGzipCodec
 from tasks.fetch import worker_count
+from tasks.nvcomp_codec import NvcompGzipCodec, local_gpu_probe
 
 Compress = Callable[[bytes], "bytes | bytearray"]
 Run = Callable[[list[bytes]], int]
@@ -37,6 +42,8 @@ DEFAULT_LEVEL = 6
 SOURCE_SHARE, LOG_SHARE = 0.5, 0.4
 _LOG_LEVELS = ("DEBUG", "INFO", "INFO", "INFO", "INFO", "WARNING", "ERROR")
 _LOG_EVENTS = ("chunk fetched", "chunk compressed", "upload finished", "retrying upload", "checkpoint saved")
+# Chunk sizes at which the GPU codec (every chunk on the GPU) races the CPU codec on all cores.
+THRESHOLD_CHUNK_BYTES = (4 * 1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -163,9 +170,39 @@ def measure_ours(chunks: list[bytes]) -> tuple[Measurement, Measurement]:
     return single, parallel
 
 
+def gpu_threshold(codec: NvcompGzipCodec, data: bytes) -> int | None:
+    """The smallest chunk size at which the GPU, given every chunk, beats the CPU codec on all cores."""
+    cpu = IsalGzipCodec(DEFAULT_LEVEL)
+    for size in THRESHOLD_CHUNK_BYTES:
+        chunks = split_chunks(data, size)
+        on_gpu = measure(codec.name, DEFAULT_LEVEL, lambda items: sum(map(len, codec.compress_many(items))), chunks)
+        on_cpu = measure(cpu.name, DEFAULT_LEVEL, lambda items: sum(map(len, compress_in_parallel(cpu, items))), chunks)
+        if on_gpu.mb_s >= on_cpu.mb_s:
+            return size
+    return None
+
+
+def measure_gpu(data: bytes, chunks: list[bytes]) -> dict[str, Any]:
+    """Our GPU codec on the same chunks (output checked) and its threshold; nulls and why without a GPU."""
+    probe = local_gpu_probe()
+    if not probe.usable or probe.gpu_name is None or probe.nvcomp_version is None:
+        return {"gpu_mb_s": None, "gpu_ratio": None, "gpu_device": None, "gpu_min_chunk_bytes": None,
+                "gpu_skipped": f"GPU codec cannot run: {probe.reason}"}
+    codec = NvcompGzipCodec(DEFAULT_LEVEL, probe.gpu_name, probe.nvcomp_version, IsalGzipCodec(DEFAULT_LEVEL))
+    if not all(map(restores, codec.compress_many(chunks), chunks)):
+        raise AssertionError("our GPU codec produced a member that does not restore its chunk")
+    result = measure(codec.name, DEFAULT_LEVEL, lambda items: sum(map(len, codec.compress_many(items))), chunks)
+    every_chunk = NvcompGzipCodec(
+        DEFAULT_LEVEL, probe.gpu_name, probe.nvcomp_version, IsalGzipCodec(DEFAULT_LEVEL), min_chunk_bytes=1
+    )
+    return {"gpu_mb_s": result.mb_s, "gpu_ratio": result.ratio, "gpu_device": probe.gpu_name,
+            "gpu_min_chunk_bytes": gpu_threshold(every_chunk, data), "gpu_skipped": None}
+
+
 def run_benchmark(mib: int) -> dict[str, Any]:
-    """Measure every library and our codec on `mib` MiB of the mix; return the JSON figures."""
-    chunks = split_chunks(mixed_corpus(mib * MIB), CHUNK_BYTES)
+    """Measure every library and our codecs on `mib` MiB of the mix; return the JSON figures."""
+    data = mixed_corpus(mib * MIB)
+    chunks = split_chunks(data, CHUNK_BYTES)
     compressors, skipped = installed_compressors()
     results = [measure(library, level, one_thread(compress), chunks) for library, level, compress in compressors]
     single, parallel = measure_ours(chunks)
@@ -176,7 +213,7 @@ def run_benchmark(mib: int) -> dict[str, Any]:
         "dominated_by": [r.name for r in results if r.mb_s > single.mb_s and r.ratio > single.ratio],
         "single_thread_mb_s": single.mb_s, "workers": worker_count(), "mib": mib,
         "chunks": len(chunks), "chunk_kib": CHUNK_BYTES // 1024,
-        "results": [asdict(result) for result in results], "skipped": skipped, "gpu_mb_s": None,
+        "results": [asdict(result) for result in results], "skipped": skipped, **measure_gpu(data, chunks),
     }
 
 
@@ -188,8 +225,15 @@ def table(figures: dict[str, Any]) -> str:
     rows.append((ours + f", {figures['workers']} threads", figures["mb_s"], figures["ratio"]))
     lines = [f"{'library-level':<28}{'MB/s':>10}{'ratio':>9}"]
     lines += [f"{name:<28}{speed:>10.1f}{ratio:>9.4f}" for name, speed, ratio in rows]
+    gpu = f"nvcomp-deflate-{figures['level']} (ours, GPU)"
+    if figures["gpu_mb_s"] is None:
+        lines.append(f"{gpu:<28}{'null':>10}{'null':>9}")
+    else:
+        lines.append(f"{gpu:<28}{figures['gpu_mb_s']:>10.1f}{figures['gpu_ratio']:>9.4f}")
     lines.append(f"speedup over zlib-6: {figures['speedup']}x; dominated by: {figures['dominated_by'] or 'none'}")
-    return "\n".join(lines + figures["skipped"])
+    if figures["gpu_device"] is not None:
+        lines.append(f"GPU: {figures['gpu_device']}; the GPU beats all cores from chunks of {figures['gpu_min_chunk_bytes']} bytes")
+    return "\n".join(lines + figures["skipped"] + ([figures["gpu_skipped"]] if figures["gpu_skipped"] else []))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,12 +1,14 @@
 """Codecs: bytes in, one standard gzip member out.
 
-A codec is chosen once per job (`resolve_codec`) and then only compresses. Every codec falls
-back to a stored member when its output would be larger, so output never grows past the
-stored size.
+A codec is chosen once per job (`resolve_codec`) and then only compresses: ISA-L on the CPU, or
+nvCOMP on the GPU (`tasks.nvcomp_codec`). Every codec falls back to a stored member when its
+output would be larger, so output never grows past the stored size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from typing import BinaryIO, Literal, Protocol
 
@@ -14,6 +16,8 @@ from isal import isal_zlib
 
 from tasks.errors import CodecUnavailableError
 from tasks.gzip_framing import stored_gzip_member, stored_member_size, write_stored_member
+from tasks.nvcomp_codec import GpuProbe, NvcompGzipCodec, local_gpu_probe, log_once
+from tasks.oom_backoff import BatchSizeMemory
 
 CodecChoice = Literal["auto", "cpu", "gpu"]
 
@@ -40,8 +44,16 @@ class Codec(Protocol):
     @property
     def level(self) -> int: ...
 
+    def device_for(self, size: int) -> str:
+        """Where a chunk of `size` bytes is compressed: 'cpu' or the GPU's name (for its recipe)."""
+        ...
+
     def compress(self, data: bytes) -> bytes:
         """Return one standard gzip member that decompresses to `data`."""
+        ...
+
+    def compress_many(self, chunks: Sequence[bytes]) -> list[bytes]:
+        """One standard gzip member per chunk, in order: how a batch should call a codec."""
         ...
 
     def compress_stream(self, reader: BinaryIO, writer: BinaryIO, size: int) -> None:
@@ -61,6 +73,13 @@ class IsalGzipCodec:
     def __init__(self, level: int) -> None:
         self.level = level
         self.version = version("isal")
+
+    def device_for(self, size: int) -> str:
+        return "cpu"
+
+    def compress_many(self, chunks: Sequence[bytes]) -> list[bytes]:
+        with ThreadPoolExecutor() as pool:
+            return list(pool.map(self.compress, chunks))
 
     def compress(self, data: bytes) -> bytes:
         if self.level == 0:
@@ -85,24 +104,23 @@ class IsalGzipCodec:
         write_stored_member(reader, writer, size)
 
 
-def missing_gpu_reason() -> str:
-    """Say why no GPU codec can run here."""
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed, so CUDA cannot be detected"
-    if not torch.cuda.is_available():
-        return "torch.cuda.is_available() is False: this machine has no usable CUDA GPU"
-    return f"a CUDA GPU ({torch.cuda.get_device_name(0)}) is present, but this version has no GPU codec"
-
-
-def resolve_codec(choice: CodecChoice, level: int) -> Codec:
+def resolve_codec(
+    choice: CodecChoice, level: int, batch_sizes: BatchSizeMemory | None = None, probe: GpuProbe | None = None
+) -> Codec:
     """Pick the codec for a job, failing before any work if the choice cannot run here.
 
-    `auto` uses the CPU codec until a GPU codec exists; `gpu` fails with the reason.
+    `auto` takes the GPU codec when `gpu_probe` finds CUDA and a working nvCOMP, and logs why
+    not otherwise; `gpu` without them fails with what is missing. `batch_sizes` keeps the GPU's
+    out-of-memory backoff across batches; `probe` replaces this machine's probe (tests).
     """
+    cpu = IsalGzipCodec(level)
+    if choice == "cpu":
+        return cpu
+    found = probe or local_gpu_probe()
+    if found.usable and found.gpu_name is not None and found.nvcomp_version is not None:
+        log_once(f"codec {choice}: nvCOMP {found.nvcomp_version} Deflate on {found.gpu_name} (CUDA {found.cuda_version})")
+        return NvcompGzipCodec(level, found.gpu_name, found.nvcomp_version, cpu, batch_sizes)
     if choice == "gpu":
-        raise CodecUnavailableError(
-            f"codec 'gpu' cannot run: {missing_gpu_reason()}; use --codec cpu or --codec auto"
-        )
-    return IsalGzipCodec(level)
+        raise CodecUnavailableError(f"codec 'gpu' cannot run: {found.reason}; use --codec cpu or --codec auto")
+    log_once(f"codec auto: ISA-L on the CPU, because the GPU codec cannot run: {found.reason}")
+    return cpu

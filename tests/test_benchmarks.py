@@ -16,7 +16,7 @@ from benchmarks.codec import MIB, mixed_corpus, restores, split_chunks
 ROOT = Path(__file__).resolve().parent.parent
 CODEC_KEYS = {
     "codec", "level", "mb_s", "ratio", "zlib6_mb_s", "zlib6_ratio", "speedup", "dominated_by",
-    "single_thread_mb_s", "results", "gpu_mb_s",
+    "single_thread_mb_s", "results", "gpu_mb_s", "gpu_ratio", "gpu_device", "gpu_min_chunk_bytes", "gpu_skipped",
 }
 PIPELINE_KEYS = {
     "chunks", "startup_s", "wall_s", "codec_s", "hash_s", "overhead_ms_per_chunk", "rerun_s", "rerun_vs_hash",
@@ -38,10 +38,17 @@ def last_json_line(completed: subprocess.CompletedProcess[str]) -> dict[str, Any
 
 
 def test_codec_benchmark_prints_figures_for_every_library_and_ours() -> None:
-    """A 2 MiB codec run ends with the JSON figures: our codec, zlib-6 and every library level."""
-    figures = last_json_line(run_module("benchmarks.codec", "--mib", "2", "--json"))
+    """A 2 MiB codec run ends with the JSON figures: our codec, zlib-6, every library level, and a null GPU."""
+    completed = run_module("benchmarks.codec", "--mib", "2", "--json")
+    figures = last_json_line(completed)
     assert CODEC_KEYS <= figures.keys()
-    assert (figures["codec"], figures["level"], figures["gpu_mb_s"]) == ("isal", 6, None)
+    assert (figures["codec"], figures["level"]) == ("isal", 6)
+    if figures["gpu_device"] is None:
+        assert (figures["gpu_mb_s"], figures["gpu_ratio"], figures["gpu_min_chunk_bytes"]) == (None, None, None)
+        assert figures["gpu_skipped"].startswith("GPU codec cannot run: ")
+        assert "nvcomp-deflate-6 (ours, GPU)      null     null" in completed.stdout
+    else:
+        assert figures["gpu_mb_s"] > 0 and figures["gpu_ratio"] > 1 and figures["gpu_skipped"] is None
     assert figures["ratio"] > 1 and figures["zlib6_ratio"] > 1
     assert figures["mb_s"] > 0 and figures["single_thread_mb_s"] > 0
     assert figures["speedup"] == round(figures["mb_s"] / figures["zlib6_mb_s"], 2)

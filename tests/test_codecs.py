@@ -9,6 +9,7 @@ import pytest
 from tasks.codecs import IsalGzipCodec, resolve_codec
 from tasks.errors import CodecUnavailableError
 from tasks.gzip_framing import stored_member_size
+from tasks.nvcomp_codec import GpuProbe, local_gpu_probe
 
 TEXT = b"def compress(data):\n    return isal_zlib.compress(data)\n" * 2000
 
@@ -47,18 +48,28 @@ def test_empty_input_is_a_valid_empty_member() -> None:
     assert gunzip(member) == b""
 
 
-def test_auto_and_cpu_pick_isal_on_the_cpu() -> None:
-    """Without a GPU codec, auto and cpu both run ISA-L on the CPU."""
+def test_many_chunks_come_back_in_order_on_the_cpu() -> None:
+    """compress_many gives one member per chunk, in order, each restored by system gzip."""
+    chunks = [TEXT[: 1000 * index] for index in range(6)]
+    codec = IsalGzipCodec(6)
+    assert [gunzip(member) for member in codec.compress_many(chunks)] == chunks
+    assert {codec.device_for(len(chunk)) for chunk in chunks} == {"cpu"}
+
+
+def test_auto_and_cpu_pick_isal_without_a_gpu() -> None:
+    """Without a usable GPU, auto and cpu both run ISA-L on the CPU."""
+    no_gpu = GpuProbe(False, "no CUDA GPU: test_auto_and_cpu_pick_isal_without_a_gpu")
     for choice in ("auto", "cpu"):
-        codec = resolve_codec(choice, 6)  # type: ignore[arg-type]
+        codec = resolve_codec(choice, 6, probe=no_gpu)  # type: ignore[arg-type]
         assert (codec.name, codec.device, codec.level) == ("isal", "cpu", 6)
 
 
-def test_gpu_without_a_gpu_fails_with_the_reason() -> None:
-    """codec=gpu on a CPU machine fails at once and says what is missing and what to use."""
+@pytest.mark.skipif(local_gpu_probe().usable, reason="this machine can run the GPU codec")
+def test_gpu_on_this_machine_fails_with_the_reason() -> None:
+    """codec=gpu on a machine without CUDA fails at once and says what is missing and what to use."""
     with pytest.raises(CodecUnavailableError) as caught:
         resolve_codec("gpu", 6)
     message = str(caught.value)
-    assert "codec 'gpu' cannot run" in message
+    assert message.startswith(f"codec 'gpu' cannot run: {local_gpu_probe().reason}")
     assert "--codec cpu" in message
     assert "torch" in message

@@ -1,0 +1,460 @@
+"""Google Drive as a store (`gdrive://FOLDER_ID/PATH`), over the Drive v3 API.
+
+A key is a POSIX path below the root folder: its leading segments are folders, found by name
+and parent (and created on write), its last segment a file. Drive allows several files with one
+name; colabflow never makes a second: a write looks the name up first, then updates the file it
+finds, or does nothing when the file's `appProperties` already name the same sha256. Files
+larger than one upload chunk go up as resumable uploads, so a failed chunk resumes from what
+Drive confirmed, not from byte 0. After each upload the md5 Drive computed is checked. Shared
+drives work like My Drive.
+
+Google Docs, Sheets, Slides and the other `application/vnd.google-apps.*` files (folders aside)
+hold no bytes to download: listing skips them with a warning, and `stat` and `open_read` treat
+them as absent. Export them to regular files to use them as chunks.
+
+Folder creation is serialised per (parent, name) inside a process. Two processes creating one
+folder at the same moment can still make two; every lookup picks the oldest of equal names, the
+one right after a creation included, so writers converge on one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import logging
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from tasks.errors import (
+    ColabflowError,
+    CorruptOutputError,
+    InvalidParameterError,
+    MissingObjectError,
+    RemoteUnavailableError,
+    StorageRejectedError,
+)
+from tasks.retries import RetryPolicy, rate_limit_wait, transient_wait
+from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests, join_key
+
+try:
+    import google.auth
+    import httplib2
+    from google.auth.credentials import AnonymousCredentials, Credentials
+    from google.auth.exceptions import (
+        DefaultCredentialsError,
+        GoogleAuthError,
+        TransportError,
+    )
+    from google.oauth2 import service_account
+    from googleapiclient.discovery import build
+    from googleapiclient.errors import HttpError
+    from googleapiclient.http import HttpRequest, MediaIoBaseDownload, MediaIoBaseUpload
+except ImportError as missing:  # pragma: no cover - depends on the installation
+    raise ImportError(f"gdrive:// needs google-api-python-client: pip install 'colabflow[drive]' ({missing})") from None
+
+T = TypeVar("T")
+Entry = dict[str, Any]
+Entries = list[Entry]
+logger = logging.getLogger("colabflow.drive")
+
+GOOGLE_ENDPOINT = "https://www.googleapis.com"
+SCOPES = ["https://www.googleapis.com/auth/drive"]
+FOLDER = "application/vnd.google-apps.folder"
+GOOGLE_APPS = "application/vnd.google-apps."
+SHA256_PROPERTY = "colabflow_sha256"
+JOB_PROPERTY = "colabflow_job"
+ENTRY_FIELDS = "id,name,mimeType,size,md5Checksum,appProperties,createdTime"
+UPLOAD_UNIT = 256 * 1024
+DEFAULT_CHUNK = 16 * 1024 * 1024
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+PAGE_SIZE = 1000
+RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
+CREDENTIALS_ADVICE = (
+    "check the service account key in the DriveFolder block (--drive NAME), or renew Application Default "
+    "Credentials (on Colab: google.colab.auth.authenticate_user())"
+)
+
+
+def drive_place(location: str, access: StorageAccess) -> Place:
+    """`gdrive://FOLDER_ID/PATH` as a Place: the folder's store and PATH inside it."""
+    parts = urlsplit(location)
+    if not parts.netloc or parts.query or parts.fragment:
+        raise InvalidParameterError(
+            f"{location!r} is not a gdrive://FOLDER_ID/PATH location; FOLDER_ID is the last part of the folder's URL"
+        )
+    if not access.drive:
+        return Place(store=DriveStore(parts.netloc), path=parts.path.strip("/"))
+    from blocks.drive import DriveFolder
+
+    try:
+        folder = cast(DriveFolder, DriveFolder.load(access.drive))
+    except ValueError:
+        raise InvalidParameterError(
+            f"DriveFolder block {access.drive!r} was not found; create it in the Prefect UI (Blocks > Drive Folder) "
+            "or drop --drive to use Application Default Credentials"
+        ) from None
+    return Place(store=folder.store(parts.netloc), path=parts.path.strip("/"))
+
+
+def drive_credentials(service_account_info: Mapping[str, Any] | None = None,
+                      endpoint: str = GOOGLE_ENDPOINT) -> Credentials:
+    """The service account given; else none for a test server or emulator; else Application Default Credentials."""
+    if service_account_info:
+        try:
+            return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call,no-any-return]
+                dict(service_account_info), scopes=SCOPES)
+        except (ValueError, KeyError):
+            raise InvalidParameterError(
+                "service_account_info is not a service account key (it needs type, client_email, private_key and "
+                "token_uri); paste the whole JSON key file (Cloud console: IAM > Service accounts > Keys)"
+            ) from None
+    if endpoint.rstrip("/") != GOOGLE_ENDPOINT:
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
+    try:
+        credentials, _ = google.auth.default(scopes=SCOPES)
+    except DefaultCredentialsError:
+        raise StorageRejectedError(
+            "no Google credentials found for gdrive://; on Colab run google.colab.auth.authenticate_user(), "
+            "elsewhere `gcloud auth application-default login --scopes=https://www.googleapis.com/auth/drive,"
+            "https://www.googleapis.com/auth/cloud-platform`, or pass --drive NAME (a DriveFolder block)"
+        ) from None
+    return credentials
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a write goes and the digests of what it carries."""
+
+    uri: str
+    parent: str
+    name: str
+    sha256: str
+    md5: str
+    job: str
+
+    def held_by(self, entry: Entry | None) -> bool:
+        if entry is None:
+            return False
+        known = entry.get("appProperties", {}).get(SHA256_PROPERTY)
+        return bool(known == self.sha256 if known else entry.get("md5Checksum") == self.md5)
+
+
+class DriveStore:
+    """One Drive folder, in My Drive or a shared drive. Keys are paths below it."""
+
+    def __init__(self, folder_id: str, credentials: Credentials | None = None, *, endpoint: str = GOOGLE_ENDPOINT,
+                 chunk_size: int = DEFAULT_CHUNK, policy: RetryPolicy = RetryPolicy()) -> None:
+        if chunk_size <= 0 or chunk_size % UPLOAD_UNIT:
+            raise InvalidParameterError(f"Drive upload chunks must be a multiple of 256 KiB, got {chunk_size} bytes")
+        self.folder_id = folder_id
+        self.endpoint = endpoint.rstrip("/")
+        self.chunk_size = chunk_size
+        self.policy = policy
+        self._credentials = credentials
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._folders: dict[tuple[str, str], str] = {}
+        self._folder_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._root_checked = False
+
+    def __repr__(self) -> str:
+        return f"DriveStore({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        return f"gdrive://{self.folder_id}"
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        start = self._root()
+        if prefix.strip("/"):
+            *folders, name = _segments(prefix)
+            parent = self._folder(folders, create=False)
+            entries = [] if parent is None else self._call(f"list {self.location}/{prefix}",
+                                                           lambda: self._named(parent, name))
+            folder = _pick(entries, folder=True, where=prefix)
+            if folder is None:
+                found = _pick(entries, folder=False, where=prefix)
+                if found is not None:
+                    yield _info(prefix.strip("/"), found)
+                return
+            start = folder["id"]
+        yield from sorted(self._walk(start, prefix.strip("/")), key=lambda info: info.key)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        found = self._file(key)
+        return None if found is None else _info(key, found)
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        found = self._file(key)
+        if found is None:
+            raise MissingObjectError(f"{self.location}/{key} does not exist")
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        try:
+            request = self._files().get_media(fileId=found["id"], supportsAllDrives=True)
+            downloader = MediaIoBaseDownload(spool, request, chunksize=self.chunk_size)
+            done = False
+            while not done:
+                _, done = self._call(f"read {self.location}/{key}", downloader.next_chunk)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return cast(AbstractContextManager[BinaryIO], spool)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._write(key, io.BytesIO(data), hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
+
+    def write_file(self, key: str, path: Path) -> None:
+        sha256, md5 = file_digests(path)
+        with path.open("rb") as stream:
+            self._write(key, stream, sha256, md5)
+
+    def _write(self, key: str, stream: BinaryIO, sha256: str, md5: str) -> None:
+        *folders, name = _segments(key)
+        parent = cast(str, self._folder(folders, create=True))
+        target = _Target(f"{self.location}/{key}", parent, name, sha256, md5, job=key.strip("/").split("/")[0])
+        if stream.seek(0, io.SEEK_END) > self.chunk_size:
+            written = self._upload_in_chunks(target, stream)
+        else:
+            written = self._call(f"write {target.uri}", lambda: self._upload_whole(target, stream))
+        if written is not None and written.get("md5Checksum") != md5:
+            raise CorruptOutputError(
+                f"Drive reports md5 {written.get('md5Checksum')} for {target.uri} after upload, the local bytes have "
+                f"{md5}; the file is damaged: rerun the job to write it again"
+            )
+
+    def _upload_whole(self, target: _Target, stream: BinaryIO) -> Entry | None:
+        """One multipart request. It looks the name up first, so a retry never makes a second file."""
+        existing = _pick(self._named(target.parent, target.name), folder=False, where=target.uri)
+        if target.held_by(existing):
+            return None
+        media = MediaIoBaseUpload(stream, "application/octet-stream", resumable=False)
+        return cast(Entry, self._upload_request(target, existing, media).execute())
+
+    def _upload_in_chunks(self, target: _Target, stream: BinaryIO) -> Entry | None:
+        """A resumable upload: a failed chunk is sent again from the offset Drive confirms."""
+        entries = self._call(f"stat {target.uri}", lambda: self._named(target.parent, target.name))
+        existing = _pick(entries, folder=False, where=target.uri)
+        if target.held_by(existing):
+            return None
+        media = MediaIoBaseUpload(stream, "application/octet-stream", chunksize=self.chunk_size, resumable=True)
+        request = self._upload_request(target, existing, media)
+        response: Entry | None = None
+        while response is None:
+            _, response = self._call(f"write {target.uri}", request.next_chunk)
+        return response
+
+    def _upload_request(self, target: _Target, existing: Entry | None, media: MediaIoBaseUpload) -> HttpRequest:
+        body: Entry = {"appProperties": {SHA256_PROPERTY: target.sha256, JOB_PROPERTY: target.job}}
+        if existing is not None:
+            return self._files().update(fileId=existing["id"], body=body, media_body=media, fields=ENTRY_FIELDS,
+                                        supportsAllDrives=True)
+        body.update(name=target.name, parents=[target.parent])
+        return self._files().create(body=body, media_body=media, fields=ENTRY_FIELDS, supportsAllDrives=True)
+
+    def _file(self, key: str) -> Entry | None:
+        *folders, name = _segments(key)
+        parent = self._folder(folders, create=False)
+        if parent is None:
+            return None
+        return _pick(self._call(f"stat {self.location}/{key}", lambda: self._named(parent, name)),
+                     folder=False, where=key)
+
+    def _walk(self, folder_id: str, path: str) -> Iterator[ObjectInfo]:
+        """Every binary file below a folder, page by page, depth first."""
+        query, token = f"{_quote(folder_id)} in parents and trashed = false", None
+        while True:
+            page = self._call(f"list {self.location}/{path}", partial(self._list, query, token))
+            for entry in page.get("files", []):
+                key = join_key(path, entry["name"])
+                if entry["mimeType"] == FOLDER:
+                    yield from self._walk(entry["id"], key)
+                elif not _is_google_file(entry, key):
+                    yield _info(key, entry)
+            token = page.get("nextPageToken")
+            if not token:
+                return
+
+    def _folder(self, names: Sequence[str], create: bool) -> str | None:
+        """The id of the folder at `names` below the root; None when absent and not created."""
+        parent: str | None = self._root()
+        for name in names:
+            parent = self._child_folder(cast(str, parent), name, create)
+            if parent is None:
+                return None
+        return parent
+
+    def _child_folder(self, parent: str, name: str, create: bool) -> str | None:
+        cached = self._folders.get((parent, name))
+        if cached is not None:
+            return cached
+        with self._guard:
+            lock = self._folder_locks.setdefault((parent, name), threading.Lock())
+        with lock:
+            if (parent, name) not in self._folders:
+                what = f"{'create' if create else 'find'} folder {name!r} in {parent}"
+                found = self._call(what, lambda: self._find_folder(parent, name, create))
+                if found is None:
+                    return None
+                self._folders[(parent, name)] = found
+            return self._folders[(parent, name)]
+
+    def _find_folder(self, parent: str, name: str, create: bool) -> str | None:
+        """Look the folder up, and create it when asked; a retry looks up again, so it never makes two."""
+        found = _pick(self._named(parent, name), folder=True, where=name)
+        if found is None and create:
+            created = self._files().create(body={"name": name, "mimeType": FOLDER, "parents": [parent]}, fields="id",
+                                           supportsAllDrives=True).execute()
+            found = _pick(self._named(parent, name), folder=True, where=name) or created
+        return None if found is None else str(found["id"])
+
+    def _root(self) -> str:
+        """The root folder's id, once checked to be a folder this account can see."""
+        if not self._root_checked:
+            try:
+                root = self._call(f"open {self.location}", lambda: self._files().get(
+                    fileId=self.folder_id, fields="id,mimeType,trashed", supportsAllDrives=True).execute())
+            except MissingObjectError:
+                raise MissingObjectError(
+                    f"Drive folder {self.folder_id!r} was not found: check the id in {self.location}/... (the last part "
+                    f"of the folder's URL) and share the folder with {self._account()}"
+                ) from None
+            if root.get("mimeType") != FOLDER or root.get("trashed"):
+                raise InvalidParameterError(f"{self.location} is a file or a folder in the trash; name a folder's id")
+            self._root_checked = True
+        return self.folder_id
+
+    def _named(self, parent: str, name: str) -> Entries:
+        """Entries called `name` in `parent` that are not trashed (one request; callers retry)."""
+        return cast(Entries, self._list(f"name = {_quote(name)} and {_quote(parent)} in parents "
+                                            "and trashed = false", None).get("files", []))
+
+    def _list(self, query: str, token: str | None) -> Entry:
+        return cast(Entry, self._files().list(
+            q=query, pageSize=PAGE_SIZE, pageToken=token, fields=f"nextPageToken,files({ENTRY_FIELDS})",
+            supportsAllDrives=True, includeItemsFromAllDrives=True).execute())
+
+    def _files(self) -> Any:
+        """This thread's `files()` resource: httplib2 connections must not be shared between threads."""
+        service = getattr(self._local, "service", None)
+        if service is None:
+            with self._guard:
+                if self._credentials is None:
+                    self._credentials = drive_credentials(None, self.endpoint)
+            service = self._local.service = _build_service(self._credentials, self.endpoint)
+        return service.files()
+
+    def _account(self) -> str:
+        email = getattr(self._credentials, "service_account_email", None)
+        return f"the service account {email}" if email else "the account colabflow uses"
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        """Run one Drive request, retrying transient answers with backoff that honours Retry-After."""
+        for attempt in range(1, self.policy.attempts + 1):
+            try:
+                return operation()
+            except Exception as error:  # noqa: BLE001 - translated below, never swallowed
+                failure = self._translate(what, error)
+            if attempt < self.policy.attempts:
+                wait = self.policy.delay(attempt, failure.retry_after)
+                logger.warning("%s: %s; waiting %.1f s before attempt %d", what, failure, wait, attempt + 1)
+                self.policy.sleep(wait)
+        raise RemoteUnavailableError(f"gave up after {self.policy.attempts} attempts: {failure}")
+
+    def _translate(self, what: str, error: Exception) -> RemoteUnavailableError:
+        """Return a retryable error for transient trouble; raise a specific one for the rest."""
+        if isinstance(error, (ConnectionError, TimeoutError, http.client.HTTPException, ssl.SSLError,
+                              httplib2.HttpLib2Error, TransportError)):
+            return RemoteUnavailableError(f"{what}: Drive could not be reached ({type(error).__name__})")
+        if isinstance(error, GoogleAuthError):
+            raise StorageRejectedError(f"{what}: the Google credentials were refused or could not be refreshed "
+                                       f"({type(error).__name__}); {CREDENTIALS_ADVICE}") from None
+        if not isinstance(error, HttpError):
+            raise error
+        status, reason = int(error.resp.status), _reason(error)
+        headers = {"Retry-After": error.resp.get("retry-after", "")}
+        transient, wait = transient_wait(status, headers)
+        if transient or reason in RATE_LIMIT_REASONS:
+            wait = rate_limit_wait(headers) if wait is None else wait
+            return RemoteUnavailableError(f"{what}: Drive answered {status} {reason}".rstrip(), retry_after=wait)
+        raise self._rejection(what, status, reason, str(error.reason)) from None
+
+    def _rejection(self, what: str, status: int, reason: str, message: str) -> ColabflowError:
+        account = self._account()
+        if status == 401:
+            return StorageRejectedError(f"{what}: Drive refused the credentials (401); {CREDENTIALS_ADVICE}")
+        if status == 404:
+            return MissingObjectError(f"{what}: Drive has no such file or folder, or it is not shared with {account}")
+        if reason == "storageQuotaExceeded":
+            return StorageRejectedError(
+                f"{what}: the Drive storage quota of {account} is used up (403 storageQuotaExceeded); free space in "
+                "that Drive, or use another account or a folder in a shared drive (a service account has no storage "
+                "of its own: put the folder in a shared drive)"
+            )
+        if status == 403:
+            return StorageRejectedError(
+                f"{what}: {account} may not do this in {self.location} (403 {reason}); share the folder with it "
+                "as Editor (Viewer is enough for a source) or use an account with write access; with Application "
+                "Default Credentials, log in with the Drive scope"
+            )
+        return StorageRejectedError(f"{what}: Drive answered {status} {reason}: {message}")
+
+
+def _build_service(credentials: Credentials, endpoint: str) -> Any:
+    scheme = urlsplit(endpoint).scheme
+
+    def request(http: Any, postproc: Any, uri: str, **options: Any) -> HttpRequest:
+        # With api_endpoint set, the client moves media URLs to the endpoint's host but keeps
+        # https (discovery._fix_up_media_path_base_url); every URL must use the endpoint's scheme.
+        return HttpRequest(http, postproc, urlunsplit(urlsplit(uri)._replace(scheme=scheme)), **options)
+
+    return build("drive", "v3", credentials=credentials, requestBuilder=request,
+                 client_options={"api_endpoint": f"{endpoint}/drive/v3/"}, static_discovery=True,
+                 cache_discovery=False)
+
+
+def _segments(key: str) -> list[str]:
+    parts = key.strip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidParameterError(f"Drive key {key!r} must be a relative path with no empty, '.' or '..' segment")
+    return parts
+
+
+def _quote(value: str) -> str:
+    """A string literal for a Drive query."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _pick(entries: Entries, folder: bool, where: str) -> Entry | None:
+    """The oldest folder (or binary file) among entries of one name."""
+    kept = [e for e in entries if (e["mimeType"] == FOLDER) == folder and (folder or not _is_google_file(e, where))]
+    return min(kept, key=lambda entry: (entry.get("createdTime", ""), entry["id"]), default=None)
+
+
+def _is_google_file(entry: Entry, where: str) -> bool:
+    if not entry["mimeType"].startswith(GOOGLE_APPS):
+        return False
+    logger.warning("skipping %s: a Google Docs/Sheets/Slides file (%s) has no bytes to read; export it to a "
+                   "regular file to use it", where, entry["mimeType"])
+    return True
+
+
+def _info(key: str, entry: Entry) -> ObjectInfo:
+    return ObjectInfo(key=key, size=int(entry.get("size", 0)), md5=entry.get("md5Checksum"),
+                      sha256=entry.get("appProperties", {}).get(SHA256_PROPERTY))
+
+
+def _reason(error: HttpError) -> str:
+    details = error.error_details
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        return str(details[0].get("reason", ""))
+    return ""
