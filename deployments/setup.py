@@ -58,7 +58,8 @@ def recovery_automations(settings: PoolSettings) -> list[AutomationCore]:
         name=f"colabflow {settings.pool}: crash runs without heartbeat",
         description="A run whose worker stopped sending heartbeats died with its machine.",
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            # Running too: a run killed before its first heartbeat reached the server has only that.
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Crashed", *FINAL_EVENTS},
             match=runs, match_related=in_pool, for_each={"prefect.resource.id"},
             posture=Posture.Proactive, threshold=1, within=timedelta(seconds=settings.zombie_after_seconds),
