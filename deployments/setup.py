@@ -50,6 +50,9 @@ def base_job_template(settings: PoolSettings) -> dict[str, Any]:
     return template
 
 
+START_EVENTS = frozenset({"prefect.flow-run.Pending", "prefect.flow-run.Submitting", "prefect.flow-run.Running"})
+
+
 def recovery_automations(settings: PoolSettings) -> list[AutomationCore]:
     """Mark silent runs Crashed; put Crashed runs of the pool back in the queue after a wait."""
     in_pool = ResourceSpecification({"prefect.resource.role": "work-pool", "prefect.resource.name": settings.pool})
@@ -58,8 +61,9 @@ def recovery_automations(settings: PoolSettings) -> list[AutomationCore]:
         name=f"colabflow {settings.pool}: crash runs without heartbeat",
         description="A run whose worker stopped sending heartbeats died with its machine.",
         trigger=EventTrigger(
-            # Running too: a run killed before its first heartbeat reached the server has only that.
-            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
+            # The start states too: a run killed before its first heartbeat reached the server has
+            # only those (docs/benchmarks.md, chaos). So --crash-after must exceed the slowest start.
+            after={"prefect.flow-run.heartbeat", *START_EVENTS},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Crashed", *FINAL_EVENTS},
             match=runs, match_related=in_pool, for_each={"prefect.resource.id"},
             posture=Posture.Proactive, threshold=1, within=timedelta(seconds=settings.zombie_after_seconds),

@@ -19,7 +19,9 @@ def test_the_job_template_runs_flow_run_execute_with_reschedule_on_sigterm() -> 
 def test_the_automations_crash_silent_runs_then_reschedule_them_in_the_pool() -> None:
     """One automation marks heartbeat-less runs Crashed; the other reschedules Crashed runs of this pool."""
     crash, reschedule = recovery_automations(PoolSettings(pool="p", zombie_after_seconds=90, reschedule_after_seconds=30))
-    assert crash.trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}  # type: ignore[union-attr]
+    assert crash.trigger.after == {  # type: ignore[union-attr]
+        "prefect.flow-run.heartbeat", "prefect.flow-run.Pending", "prefect.flow-run.Submitting", "prefect.flow-run.Running",
+    }
     assert crash.trigger.within.total_seconds() == 90  # type: ignore[union-attr]
     assert crash.actions[0].state.value == "CRASHED"  # type: ignore[union-attr]
     assert reschedule.trigger.after == {"prefect.flow-run.Crashed"}  # type: ignore[union-attr]
