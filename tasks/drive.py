@@ -43,7 +43,7 @@ from tasks.errors import (
     StorageRejectedError,
 )
 from tasks.retries import RetryPolicy, rate_limit_wait, transient_wait
-from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests, join_key
+from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests, join_key, split_container
 
 try:
     import google.auth
@@ -86,13 +86,11 @@ CREDENTIALS_ADVICE = (
 
 def drive_place(location: str, access: StorageAccess) -> Place:
     """`gdrive://FOLDER_ID/PATH` as a Place: the folder's store and PATH inside it."""
-    parts = urlsplit(location)
-    if not parts.netloc or parts.query or parts.fragment:
-        raise InvalidParameterError(
-            f"{location!r} is not a gdrive://FOLDER_ID/PATH location; FOLDER_ID is the last part of the folder's URL"
-        )
+    folder_id, path = split_container(
+        "gdrive", location, "gdrive://FOLDER_ID/PATH", "; FOLDER_ID is the last part of the folder's URL"
+    )
     if not access.drive:
-        return Place(store=DriveStore(parts.netloc), path=parts.path.strip("/"))
+        return Place(store=DriveStore(folder_id), path=path)
     from blocks.drive import DriveFolder
 
     try:
@@ -102,7 +100,7 @@ def drive_place(location: str, access: StorageAccess) -> Place:
             f"DriveFolder block {access.drive!r} was not found; create it in the Prefect UI (Blocks > Drive Folder) "
             "or drop --drive to use Application Default Credentials"
         ) from None
-    return Place(store=folder.store(parts.netloc), path=parts.path.strip("/"))
+    return Place(store=folder.store(folder_id), path=path)
 
 
 def drive_credentials(service_account_info: Mapping[str, Any] | None = None,

@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
-from urllib.parse import urlsplit
 
 from tasks.errors import (
     CorruptOutputError,
@@ -30,7 +29,7 @@ from tasks.errors import (
     StorageRejectedError,
 )
 from tasks.retries import RetryPolicy, transient_wait
-from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests
+from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests, split_container
 
 if TYPE_CHECKING:
     from google.cloud.storage import Blob, Bucket, Client
@@ -46,11 +45,9 @@ _CREDENTIALS_ADVICE = "GCS refused the credentials; check --gcp-credentials (or 
 
 
 def gcs_place(location: str, access: StorageAccess) -> Place:
-    """`gs://BUCKET/PATH` as a Place: the bucket's store and PATH inside it."""
-    parts = urlsplit(location)
-    if not parts.netloc or parts.query or parts.fragment:
-        raise InvalidParameterError(f"{location!r} is not a gs://BUCKET/PATH location")
-    return Place(store=GcsStore(parts.netloc, access), path=parts.path.strip("/"))
+    """`gs://BUCKET/PATH` as a Place: the bucket's store and PATH inside it (taken verbatim)."""
+    bucket, path = split_container("gs", location, "gs://BUCKET/PATH")
+    return Place(store=GcsStore(bucket, access), path=path)
 
 
 def storage_client(access: StorageAccess) -> Client:

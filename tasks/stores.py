@@ -257,6 +257,15 @@ def open_place(location: str, access: StorageAccess = StorageAccess()) -> Place:
     return factory(location, access)
 
 
+def split_container(scheme: str, location: str, expected: str, hint: str = "") -> tuple[str, str]:
+    """`scheme://CONTAINER/PATH` as (CONTAINER, PATH), PATH verbatim: object names may hold '?' or '#'."""
+    rest = location[len(scheme) + 3:] if location.startswith(f"{scheme}://") else ""
+    container, _, path = rest.partition("/")
+    if not container or any(character in container for character in "?#@:"):
+        raise InvalidParameterError(f"{location!r} is not a {expected} location{hint}")
+    return container, path.strip("/")
+
+
 def relative_key(key: str, prefix: str) -> str:
     """A key relative to a prefix; the last segment when the key is the prefix itself."""
     if key == prefix:

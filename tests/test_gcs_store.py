@@ -178,3 +178,6 @@ def test_gs_sources_list_a_prefix_or_one_object_and_read_chunks(
     assert read_chunk(refs[1].uri) == b"bb"
     single, _ = list_sources([f"gs://{BUCKET}/{prefix}/in/sub/b.txt"])
     assert [ref.chunk_id for ref in single] == ["b.txt"]
+    store.write_bytes(f"{prefix}/odd/what?#100%.txt", b"odd")
+    odd, _ = list_sources([f"gs://{BUCKET}/{prefix}/odd"])
+    assert [ref.chunk_id for ref in odd] == ["what?#100%.txt"] and read_chunk(odd[0].uri) == b"odd"
