@@ -1,6 +1,7 @@
 """The `colabflow` command: parse arguments, call a flow or a plain function, print the result.
 
-Exit status: 0 success, 1 some chunks failed or did not verify, 2 the job could not start.
+Exit status: 0 success, 1 some chunks failed or did not verify, or the job stopped at its
+compute-unit quota, 2 the job could not start.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--batch-size", type=int, default=256, help="most chunks per batch (default 256)")
     compress.add_argument("--batch-bytes", type=int, default=64 * 1024 * 1024, help="most bytes per batch")
     compress.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
+    compress.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block: unit rates and quota")
     compress.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
     compress.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
     compress.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="chunks done, run state, attempts and worker of a job")
     status.add_argument("target", help="a job folder (<destination>/<job>) or a flow run id")
     status.add_argument("--offline", action="store_true", help="read only the job folder, not the Prefect API")
+    status.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block to show the spend against")
     add_access_arguments(status)
 
     setup = commands.add_parser("setup", help="create the work pool, its queues and the recovery automations")
@@ -115,7 +118,7 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
         access=access_from(arguments), job=arguments.job,
         codec=arguments.codec, level=arguments.level, batch_size=arguments.batch_size,
         batch_bytes=arguments.batch_bytes, callback=callback,
-        refresh_checkpoints=arguments.refresh_checkpoints,
+        refresh_checkpoints=arguments.refresh_checkpoints, compute_budget=arguments.compute_budget,
     )
 
 
@@ -130,7 +133,9 @@ def run_compress(arguments: argparse.Namespace) -> int:
         print(report.model_dump_json())
     else:
         print(report.model_dump_json(indent=2))
-    return 1 if report.failed else 0
+    if report.stopped_reason is not None:
+        print(f"stopped: {report.stopped_reason}", file=sys.stderr)
+    return 1 if report.failed or report.stopped_reason is not None else 0
 
 
 def print_check(check: JobCheck, verb: str) -> int:
@@ -178,15 +183,18 @@ def run_worker(arguments: argparse.Namespace) -> int:
 
 
 def run_status(arguments: argparse.Namespace) -> int:
+    from tasks.spend import load_budget
     from tasks.status import job_status
 
+    access = access_from(arguments)
+    budget = load_budget(arguments.compute_budget) if arguments.compute_budget else None
     if arguments.offline:
-        status = job_status(arguments.target, None)
+        status = job_status(arguments.target, None, access, budget)
     else:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            status = job_status(arguments.target, client)
+            status = job_status(arguments.target, client, access, budget)
     print(status.model_dump_json(indent=2))
     return 0
 

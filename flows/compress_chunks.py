@@ -1,4 +1,4 @@
-"""Flow `compress-chunks`: fetch -> compress -> upload -> manifest -> callback. Wiring only."""
+"""Flow `compress-chunks`: fetch -> compress -> upload -> manifest -> ledger -> callback. Wiring only."""
 
 from __future__ import annotations
 
@@ -6,40 +6,56 @@ from datetime import datetime, timezone
 
 from prefect import flow
 from prefect.client.schemas.objects import State
+from prefect.logging import get_run_logger
 
-from tasks.artifacts import ProgressArtifact, publish_report
+from tasks.artifacts import ProgressArtifact, publish_report, publish_telemetry_task
 from tasks.attempts import abandoned_state
 from tasks.callback import send_callback
 from tasks.compress import prepare_job_task, run_batch
 from tasks.fetch import plan_job_task
 from tasks.job_record import quarantine_task, record_job_task
 from tasks.manifest import write_manifest_task
-from tasks.models import JobReport
+from tasks.models import BatchOutcome, JobReport
 from tasks.parameters import CompressJob
 from tasks.report import finished_recipes, summarize_job
+from tasks.spend import load_budget_task, quota_stop, read_spend_task, record_spend_task
 from tasks.unwalked import unwalked
 
 
 @flow(name="compress-chunks", log_prints=False)
 def compress_chunks(request: CompressJob) -> JobReport | State[None]:
-    """Compress every chunk of `request.source` into standard gzip members, resumably."""
+    """Compress every chunk of `request.source` into standard gzip members, resumably.
+
+    When the compute-unit quota would be passed, the run takes no more batches, writes the
+    manifest of what finished and ends Completed with `stopped_reason` in its report.
+    """
     abandoned = abandoned_state()
     if abandoned is not None:
         return abandoned
     settings = prepare_job_task(
         request.destination, request.job, request.codec, request.level, request.access, request.results
     )
+    budget = load_budget_task(request.compute_budget)
+    spent_before = read_spend_task(settings)
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, request.access)
     record_job_task(settings, unwalked(plan))
     progress = ProgressArtifact(request.job, len(plan.batches))
-    outcomes = []
-    for finished, batch in enumerate(plan.batches, start=1):
-        outcomes.append(run_batch(batch, settings, request.refresh_checkpoints))
-        progress.advance(finished)
+    outcomes: list[BatchOutcome] = []
+    stopped: str | None = None
+    for index, batch in enumerate(plan.batches):
+        stopped = quota_stop(budget, spent_before, outcomes, len(plan.batches) - index, settings.device)
+        if stopped is not None:
+            get_run_logger().warning("job %s: %s", request.job, stopped)
+            break
+        outcomes.append(run_batch(batch, settings, request.refresh_checkpoints, index))
+        progress.advance(index + 1)
     manifest = write_manifest_task(settings, unwalked(finished_recipes(outcomes)))
-    report = summarize_job(settings, plan, outcomes, manifest, datetime.now(timezone.utc))
+    finished_at = datetime.now(timezone.utc)
+    spent = record_spend_task(settings, budget, finished_at)
+    report = summarize_job(settings, plan, outcomes, manifest, finished_at, spent, stopped)
     quarantine_task(settings, unwalked(report.failed))
     publish_report(report)
+    publish_telemetry_task(settings)
     if request.callback is not None:
         send_callback(request.callback, report, settings)
     return report

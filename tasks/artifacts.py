@@ -1,4 +1,4 @@
-"""Prefect artifacts of a job: a progress bar while it runs and a table when it ends."""
+"""Prefect artifacts of a job: a progress bar while it runs, a table and a devices section when it ends."""
 
 from __future__ import annotations
 
@@ -6,9 +6,18 @@ import time
 from typing import cast
 from uuid import UUID
 
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect import task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
 
-from tasks.models import JobReport
+from tasks.models import BatchSettings, JobReport
+from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
+from tasks.telemetry import read_telemetry, render_telemetry_markdown, summarize_telemetry
 
 
 def _artifact_key(job: str) -> str:
@@ -45,3 +54,16 @@ def publish_report(report: JobReport) -> None:
     rows.append({"field": "failed", "value": len(report.failed)})
     rows.extend({"field": f"failed: {failure.chunk_id}", "value": failure.reason} for failure in report.failed[:100])
     create_table_artifact(rows, key=_artifact_key(report.job) + "-report", description=f"{report.job}: job report")
+
+
+@task(
+    name="publish-telemetry", cache_policy=NO_CACHE, persist_result=False,
+    retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
+)
+def publish_telemetry_task(settings: BatchSettings) -> None:
+    """Publish peak memory, mean utilisation and MB/s per device, from `<job>/telemetry.jsonl`."""
+    summary = summarize_telemetry(read_telemetry(settings.destination, settings.access, settings.job))
+    create_markdown_artifact(
+        render_telemetry_markdown(settings.job, summary), key=_artifact_key(settings.job) + "-telemetry",
+        description=f"{settings.job}: devices",
+    )

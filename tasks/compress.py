@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
+from types import ModuleType
 from typing import Any, BinaryIO
 
 from prefect import task
@@ -33,9 +34,11 @@ from tasks.destinations import Destination, normalize_location, open_destination
 from tasks.errors import ChunkChangedError, InvalidChunkError, SourceNotFoundError
 from tasks.fetch import io_thread_count
 from tasks.models import BatchOutcome, BatchResult, BatchSettings, ChunkFailure, ChunkFingerprint, Recipe
+from tasks.oom_backoff import BatchSizeMemory
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
 from tasks.sources import open_chunk, read_chunk
-from tasks.stores import StorageAccess, file_digests
+from tasks.stores import StorageAccess, file_digests, open_place
+from tasks.telemetry import batch_telemetry, read_device_telemetry, record_batch_telemetry
 from tasks.unwalked import unwalked
 
 COLABFLOW_VERSION = version("colabflow")
@@ -94,7 +97,7 @@ def describe_chunk(
         compressed_sha256=member_sha256,
         ratio=round(chunk.size / member_size, 4),
         seconds=round(seconds, 6),
-        device=codec.device,
+        device=codec.device_for(chunk.size),
         created_at=datetime.now(timezone.utc),
         colabflow_version=COLABFLOW_VERSION,
     )
@@ -168,9 +171,20 @@ def compress_and_store(
     return recipe
 
 
+def batch_codec(settings: BatchSettings) -> Codec:
+    """The job's codec; a GPU codec remembers its out-of-memory backoff on result storage.
+
+    A CPU job skips that memory, so it neither builds nor touches anything for it.
+    """
+    if settings.codec_choice == "cpu":
+        return resolve_codec("cpu", settings.level)
+    memory = BatchSizeMemory(open_place(settings.results, settings.access))
+    return resolve_codec(settings.codec_choice, settings.level, batch_sizes=memory)
+
+
 def compress_batch(batch: list[ChunkFingerprint], settings: BatchSettings) -> BatchResult:
     """Fetch, compress and upload a batch. Bad chunks become failures; I/O errors propagate."""
-    codec = resolve_codec(settings.codec_choice, settings.level)
+    codec = batch_codec(settings)
     destination = open_destination(settings.destination, settings.access)
 
     def process(chunk: ChunkFingerprint) -> tuple[Recipe, bool] | ChunkFailure:
@@ -191,6 +205,26 @@ def compress_batch(batch: list[ChunkFingerprint], settings: BatchSettings) -> Ba
     )
 
 
+def _without_gpu_modules(name: str) -> ModuleType:
+    raise ImportError(f"{name} is not read for a job that runs on the CPU")
+
+
+def record_telemetry(settings: BatchSettings, batch_index: int, result: BatchResult, seconds: float) -> None:
+    """Append the device reading after a batch to `<job>/telemetry.jsonl` and emit its event.
+
+    The batch's figures count the chunks it compressed, not those already at the destination.
+    A CPU job reads the CPU host without importing torch, which would cost it seconds.
+    """
+    found = set(result.found_at_destination)
+    done = [recipe for recipe in result.recipes if recipe.chunk_id not in found]
+    reading = read_device_telemetry() if settings.device != "cpu" else read_device_telemetry(_without_gpu_modules)
+    telemetry = batch_telemetry(
+        reading, settings.job, batch_index, len(done),
+        sum(recipe.original_size for recipe in done), sum(recipe.compressed_size for recipe in done), seconds,
+    )
+    record_batch_telemetry(settings.destination, settings.access, telemetry)
+
+
 def _checkpoint_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return batch_checkpoint_key(parameters["batch"], parameters["settings"])
 
@@ -204,9 +238,15 @@ def _checkpoint_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_if_transient,
 )
-def compress_batch_task(batch: list[ChunkFingerprint], settings: BatchSettings) -> BatchResult:
-    """Compress one batch; its result is the checkpoint that later runs reuse."""
+def compress_batch_task(batch: list[ChunkFingerprint], settings: BatchSettings, batch_index: int) -> BatchResult:
+    """Compress one batch, then record its device telemetry; the result is the batch's checkpoint.
+
+    `batch_index` is not part of the checkpoint key. A batch loaded from its checkpoint does not
+    run this body, so it records no telemetry.
+    """
+    started = time.perf_counter()
     result = compress_batch(batch, settings)
+    record_telemetry(settings, batch_index, result, time.perf_counter() - started)
     get_run_logger().info(
         "batch of %d chunks: %d compressed, %d already at destination, %d failed",
         len(batch), len(result.recipes) - len(result.found_at_destination),
@@ -224,15 +264,20 @@ def prepare_job_task(
     return prepare_job(destination, job, codec_choice, level, access, results)
 
 
-def run_batch(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: bool) -> BatchOutcome:
-    """Run the batch task and record whether it came from a checkpoint or failed for good."""
+def run_batch(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: bool, batch_index: int) -> BatchOutcome:
+    """Run the batch task and record whether it came from a checkpoint or failed for good, and its time."""
+    started = time.perf_counter()
     runner = compress_batch_task.with_options(
         result_storage=checkpoint_storage(settings), refresh_cache=refresh,
         task_run_name=batch_run_name(batch_checkpoint_key(batch, settings)),
     )
-    state = runner(unwalked(batch), settings, return_state=True)
+    state = runner(unwalked(batch), settings, batch_index, return_state=True)
     chunk_ids = [chunk.chunk_id for chunk in batch]
+    seconds = time.perf_counter() - started
     if state.is_completed():
-        return BatchOutcome(chunk_ids=chunk_ids, result=state.result(), from_checkpoint=state.name == "Cached")
+        return BatchOutcome(
+            chunk_ids=chunk_ids, result=state.result(), from_checkpoint=state.name == "Cached", seconds=seconds
+        )
     error = state.result(raise_on_failure=False)
-    return BatchOutcome(chunk_ids=chunk_ids, error=str(error) if isinstance(error, BaseException) else state.message)
+    message = str(error) if isinstance(error, BaseException) else state.message
+    return BatchOutcome(chunk_ids=chunk_ids, error=message, seconds=seconds)

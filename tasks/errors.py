@@ -8,6 +8,7 @@
     ├── MissingObjectError(FileNotFoundError)  an object a store was asked for is not there
     ├── EmptySourceError(ValueError)           a source location with no chunks in it
     ├── CodecUnavailableError(RuntimeError)    a codec that cannot run on this machine
+    ├── GpuOutOfMemoryError(MemoryError)       even the smallest GPU sub-batch does not fit
     ├── DestinationError(OSError)              a destination that cannot take the output
     ├── CorruptOutputError(ValueError)         a .gz, recipe or manifest that fails its checks
     ├── CallbackRejectedError(RuntimeError)    a remote that refused the callback (401/403/404/4xx)
@@ -53,6 +54,10 @@ class EmptySourceError(ColabflowError, ValueError):
 
 class CodecUnavailableError(ColabflowError, RuntimeError):
     """The requested codec cannot run on this machine."""
+
+
+class GpuOutOfMemoryError(ColabflowError, MemoryError):
+    """Even the smallest sub-batch does not fit in the GPU's free memory; never retried."""
 
 
 class DestinationError(ColabflowError, OSError):

@@ -101,6 +101,12 @@ class JobReport(BaseModel):
     batches_total: int
     batches_reused: int
     manifest_sha256: str
+    device: str = Field(default="cpu", description="Where the job's codec ran: 'cpu' or the GPU's name.")
+    gpu_class: str = Field(default="cpu", description="The device's compute-unit class: a100, l4, t4, any or cpu.")
+    compute_units: float = Field(default=0.0, ge=0, description="Estimated Colab compute units this run spent.")
+    stopped_reason: str | None = Field(
+        default=None, description="Why the run stopped taking batches before the end (the compute-unit quota)."
+    )
 
 
 class JobPlan(_Frozen):
@@ -133,3 +139,4 @@ class BatchOutcome(_Frozen):
     result: BatchResult | None = None
     error: str | None = None
     from_checkpoint: bool = False
+    seconds: float = Field(default=0.0, ge=0, description="Wall time of the batch in this run, checkpoint loads included.")

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
 
-from tasks.errors import ColabflowError
+from tasks.errors import ColabflowError, GpuOutOfMemoryError
 from tasks.stores import Place, read_optional
 
 T = TypeVar("T")
@@ -28,10 +28,6 @@ R = TypeVar("R")
 BATCH_SIZES_KEY = ".colabflow/batch-sizes.json"
 
 logger = logging.getLogger("colabflow.gpu")
-
-
-class GpuOutOfMemoryError(ColabflowError, MemoryError):
-    """Even the smallest sub-batch does not fit in the GPU's free memory."""
 
 
 class _BatchSizes(BaseModel):

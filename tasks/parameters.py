@@ -92,6 +92,10 @@ class CompressJob(BaseModel):
     refresh_checkpoints: bool = Field(
         default=False, description="Ignore saved batch checkpoints and check every chunk again."
     )
+    compute_budget: str | None = Field(
+        default=None, min_length=1,
+        description="Name of a ComputeBudget block (rates and quota); empty: its default rates and no quota.",
+    )
 
     @field_validator("source", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tasks.ledger import LedgerEntry
 from tasks.models import BatchOutcome, BatchSettings, ChunkFailure, JobPlan, JobReport, ManifestSummary, Recipe
 
 
@@ -18,8 +19,13 @@ def summarize_job(
     outcomes: list[BatchOutcome],
     manifest: ManifestSummary,
     finished_at: datetime,
+    spent: LedgerEntry,
+    stopped_reason: str | None = None,
 ) -> JobReport:
-    """Count what happened. A chunk counts as reused when a checkpoint or the destination had it."""
+    """Count what happened. A chunk counts as reused when a checkpoint or the destination had it.
+
+    `spent` is the run's ledger line; `stopped_reason` says why the run took no more batches.
+    """
     compressed = reused = bytes_in = bytes_out = 0
     failed: list[ChunkFailure] = list(plan.failures)
     missing = {failure.chunk_id for failure in manifest.missing}
@@ -54,4 +60,8 @@ def summarize_job(
         batches_total=len(outcomes),
         batches_reused=sum(outcome.from_checkpoint for outcome in outcomes),
         manifest_sha256=manifest.sha256,
+        device=settings.device,
+        gpu_class=spent.gpu_class,
+        compute_units=spent.compute_units,
+        stopped_reason=stopped_reason,
     )

@@ -10,10 +10,12 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 from pydantic import BaseModel, Field, ValidationError
 
+from blocks.compute_budget import ComputeBudget
 from tasks.checkpoint import BATCH_RUN_PREFIX
 from tasks.destinations import RECIPE_SUFFIX, open_destination, split_job_location
 from tasks.errors import CorruptOutputError
 from tasks.job_record import JOB_RECORD_NAME, QUARANTINE_NAME, JobRecord
+from tasks.ledger import read_ledger, spend
 from tasks.stores import StorageAccess
 
 TASK_RUN_PAGE = 200
@@ -38,6 +40,10 @@ class JobStatus(BaseModel):
     chunks_done: int | None
     chunks_total: int | None
     quarantined: int | None
+    compute_units_spent: float | None = Field(
+        default=None, description="Units every job at the job's destination spent, from its ledger.jsonl."
+    )
+    quota_units: float | None = Field(default=None, description="The given ComputeBudget's quota; None without one.")
     run: RunStatus | None
 
 
@@ -110,18 +116,27 @@ def count_redone_batches(batch_runs: list[TaskRun]) -> int:
     return redone
 
 
-def job_status(target: str, client: SyncPrefectClient | None, access: StorageAccess = StorageAccess()) -> JobStatus:
-    """Status of a job folder or a flow run id; the API part is skipped when `client` is None."""
+def job_status(
+    target: str, client: SyncPrefectClient | None, access: StorageAccess = StorageAccess(),
+    budget: ComputeBudget | None = None,
+) -> JobStatus:
+    """Status of a job folder or a flow run id; the API part is skipped when `client` is None.
+
+    A job folder's status carries the destination's spend, against `budget`'s quota when given.
+    """
+    quota = budget.quota_units if budget is not None else None
     try:
         flow_run_id: UUID | None = UUID(target)
     except ValueError:
         flow_run_id = None
     if flow_run_id is not None:
         return JobStatus(job_dir=None, host=None, attempt=None, chunks_done=None, chunks_total=None,
-                         quarantined=None, run=read_run(client, flow_run_id) if client else None)
+                         quarantined=None, quota_units=quota, run=read_run(client, flow_run_id) if client else None)
     record, done, quarantined = read_job_folder(target, access)
     run = None
     if client is not None and record.flow_run_id:
         run = read_run(client, UUID(record.flow_run_id), record.host)
+    spent = spend(read_ledger(split_job_location(target)[0], access))
     return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, chunks_done=done,
-                     chunks_total=record.chunks_total, quarantined=quarantined, run=run)
+                     chunks_total=record.chunks_total, quarantined=quarantined, compute_units_spent=spent,
+                     quota_units=quota, run=run)

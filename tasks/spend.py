@@ -1,0 +1,90 @@
+"""Compute-unit spend of a job: its budget, the quota check before each batch, its ledger line.
+
+The flow loads the `ComputeBudget` block once and reads what the destination has spent so far.
+Before each batch `quota_stop` counts this run's batch time on top of that, and the flow stops
+taking batches when the projection passes the quota. At the end the run's wall time goes into
+`<destination>/ledger.jsonl` as one (job, flow run, attempt) line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from blocks.compute_budget import ComputeBudget
+from tasks.errors import InvalidParameterError
+from tasks.hosts import gpu_class_of
+from tasks.ledger import LedgerEntry, append_ledger, estimate_units, ledger_entry, projected_over_quota, read_ledger, spend
+from tasks.models import BatchOutcome, BatchSettings
+from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
+
+
+def device_class(device: str) -> str:
+    """The compute-unit class of a device: 'cpu', or the work-queue class of the GPU's name."""
+    return "cpu" if device == "cpu" else gpu_class_of(device)
+
+
+def quota_stop(
+    budget: ComputeBudget, spent_before: float, outcomes: list[BatchOutcome], batches_left: int, device: str
+) -> str | None:
+    """Why the run should take no more batches, or None while the projected spend fits the quota.
+
+    This run's spend so far is its batches' time; the ledger line written at the end counts the
+    run's whole wall time.
+    """
+    if budget.quota_units is None:
+        return None
+    gpu_class = device_class(device)
+    seconds = [outcome.seconds for outcome in outcomes]
+    spent = spent_before + estimate_units(gpu_class, sum(seconds), budget)
+    return projected_over_quota(spent, seconds, batches_left, budget, gpu_class)
+
+
+def load_budget(name: str | None) -> ComputeBudget:
+    """The named `ComputeBudget` block, or the default rates with no quota when `name` is None."""
+    if name is None:
+        return ComputeBudget()
+    try:
+        return cast(ComputeBudget, ComputeBudget.load(name))
+    except ValueError as error:
+        raise InvalidParameterError(
+            f"compute budget {name!r} is not a saved ComputeBudget block ({error}); save one with "
+            f"ComputeBudget(quota_units=...).save({name!r}), or leave the compute budget out for no quota"
+        ) from None
+
+
+@task(name="load-budget", cache_policy=NO_CACHE, persist_result=False)
+def load_budget_task(name: str | None) -> ComputeBudget:
+    """Load the job's budget once, in the flow's process (blocks are never loaded in batch tasks)."""
+    return load_budget(name)
+
+
+@task(
+    name="read-spend", cache_policy=NO_CACHE, persist_result=False,
+    retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
+)
+def read_spend_task(settings: BatchSettings) -> float:
+    """Compute units every job at the destination has spent so far."""
+    return spend(read_ledger(settings.destination, settings.access))
+
+
+@task(
+    name="record-spend", cache_policy=NO_CACHE, persist_result=False,
+    retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
+)
+def record_spend_task(settings: BatchSettings, budget: ComputeBudget, finished_at: datetime) -> LedgerEntry:
+    """Add this attempt's line to `<destination>/ledger.jsonl`; a retry replaces it, never doubles it."""
+    entry = ledger_entry(
+        settings.job, str(flow_run.id or "local"), int(flow_run.run_count or 1), settings.device,
+        (finished_at - settings.started_at).total_seconds(), budget,
+    )
+    append_ledger(settings.destination, settings.access, entry)
+    get_run_logger().info(
+        "job %s: %.3f s on %s, about %.6f compute units", entry.job, entry.seconds, entry.device, entry.compute_units
+    )
+    return entry
