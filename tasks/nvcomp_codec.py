@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO, Protocol
 
@@ -116,9 +118,20 @@ def _nvcomp_problem(nvcomp: ModuleType, torch: ModuleType, version: str, cuda_ve
     return None if failure is None else f"nvCOMP {version} could not compress a test chunk on {gpu_name}: {failure}"
 
 
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver: the kernel module's /proc entry, or nvidia-smi."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
 @lru_cache(maxsize=1)
 def local_gpu_probe() -> GpuProbe:
-    """`gpu_probe()` for this process, run once: the answer does not change while it runs."""
+    """`gpu_probe()` for this process, run once: the answer does not change while it runs.
+
+    Without an NVIDIA driver it answers at once: importing torch to learn that costs a CPU job
+    1.5 s or more per process (benchmarks/pipeline.py).
+    """
+    if not nvidia_driver_present():
+        return GpuProbe(False, "no CUDA GPU: this machine has no NVIDIA driver (no /proc/driver/nvidia, no nvidia-smi)")
     return gpu_probe()
 
 
