@@ -78,3 +78,8 @@ def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_p
                                 capture_output=True, text=True, timeout=300)
         assert verify.returncode == 0, verify.stderr
         assert f"verified {CHUNKS} of {CHUNKS} chunks" in verify.stdout
+        status = subprocess.run([command[0], "status", f"gs://{BUCKET}/jobs/remote", "--offline"],
+                                env=machine(tmp_path / "s", emulator), capture_output=True, text=True, timeout=300)
+        assert status.returncode == 0, status.stderr
+        summary = json.loads(status.stdout)
+        assert (summary["chunks_done"], summary["chunks_total"], summary["quarantined"]) == (CHUNKS, CHUNKS, 0)
