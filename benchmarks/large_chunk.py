@@ -3,7 +3,7 @@
 Run from the repo root: `python -m benchmarks.large_chunk` (`--size-mib 80` for a quick run).
 It writes one seeded chunk to a temporary folder (text from benchmarks.codec's mix and random
 blocks, written block by block), then, each in a fresh process, fingerprints it
-(`tasks.fetch.fingerprint_chunk`) and stores it (`tasks.compress.compress_and_store` into a local
+(`tasks.fetch.fingerprint_chunk`) and stores it (`tasks.chunk_codec.compress_and_store` into a local
 destination). Baselines from the same run: a process that only imports colabflow (the memory
 floor) and gzip-stream's `GZIPCompressedStream` (stdlib zlib) at the same level. The stored
 member is checked with the system's `gzip -t` and `gzip -dc | sha256sum`. The last stdout line
@@ -30,7 +30,7 @@ from gzip_stream import GZIPCompressedStream
 
 from benchmarks.codec import SEED, json_logs, python_source
 from tasks.codecs import STREAM_BLOCK, IsalGzipCodec
-from tasks.compress import compress_and_store
+from tasks.chunk_codec import compress_and_store
 from tasks.destinations import CHUNK_SUFFIX, open_destination
 from tasks.fetch import fingerprint_chunk, worker_count
 from tasks.models import ChunkFingerprint, ChunkRef

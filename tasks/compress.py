@@ -5,23 +5,16 @@ so a rerun loads it instead of doing the work. Inside a batch, a chunk whose rec
 at the destination with the same sha256 is not compressed again, so a killed batch resumes
 where it stopped.
 
-Chunks up to `STREAM_THRESHOLD` bytes are compressed in memory; larger ones are streamed from
-the source through the codec into a temporary file and uploaded from there, so memory stays
-bounded whatever the chunk's size.
+How one chunk is compressed (in memory, streamed, or with its batch) is in tasks/chunk_codec.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from importlib.metadata import version
-from pathlib import Path
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -29,20 +22,17 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from tasks.checkpoint import BATCH_RUN_PREFIX, batch_checkpoint_key, batch_run_name, checkpoint_storage
+from tasks.chunk_codec import STREAM_THRESHOLD, Pending, compress_and_store, compress_together, read_verified
 from tasks.codecs import Codec, CodecChoice, resolve_codec
 from tasks.destinations import Destination, normalize_location, open_destination
-from tasks.errors import ChunkChangedError, InvalidChunkError, SourceNotFoundError
+from tasks.errors import InvalidChunkError, SourceNotFoundError
 from tasks.fetch import io_thread_count
 from tasks.models import BatchOutcome, BatchResult, BatchSettings, ChunkFailure, ChunkFingerprint, Recipe
 from tasks.oom_backoff import BatchSizeMemory
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
-from tasks.sources import open_chunk, read_chunk
-from tasks.stores import StorageAccess, file_digests, open_place
+from tasks.stores import StorageAccess, open_place
 from tasks.telemetry import batch_telemetry, read_device_telemetry, record_batch_telemetry
 from tasks.unwalked import unwalked
-
-COLABFLOW_VERSION = version("colabflow")
-STREAM_THRESHOLD = 64 * 1024 * 1024
 
 
 def prepare_job(
@@ -81,96 +71,6 @@ def finished_recipe(destination: Destination, job: str, chunk: ChunkFingerprint,
     return recipe
 
 
-def describe_chunk(
-    chunk: ChunkFingerprint, codec: Codec, member_size: int, member_sha256: str, seconds: float
-) -> Recipe:
-    """The recipe of a chunk compressed by `codec` into a member of the given size and hash."""
-    return Recipe(
-        chunk_id=chunk.chunk_id,
-        source_uri=chunk.uri,
-        original_sha256=chunk.sha256,
-        original_size=chunk.size,
-        codec=codec.name,
-        codec_version=codec.version,
-        level=codec.level,
-        compressed_size=member_size,
-        compressed_sha256=member_sha256,
-        ratio=round(chunk.size / member_size, 4),
-        seconds=round(seconds, 6),
-        device=codec.device_for(chunk.size),
-        created_at=datetime.now(timezone.utc),
-        colabflow_version=COLABFLOW_VERSION,
-    )
-
-
-def _changed(chunk: ChunkFingerprint, actual_sha256: str) -> ChunkChangedError:
-    return ChunkChangedError(
-        f"chunk {chunk.chunk_id!r} changed while the job ran (sha256 {chunk.sha256[:12]}… "
-        f"when listed, {actual_sha256[:12]}… now); rerun the job once the source is stable"
-    )
-
-
-def compress_chunk(chunk: ChunkFingerprint, data: bytes, codec: Codec) -> tuple[bytes, Recipe]:
-    """Compress one chunk's bytes and describe the result in a recipe."""
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != chunk.sha256 or len(data) != chunk.size:
-        raise _changed(chunk, actual)
-    started = time.perf_counter()
-    member = codec.compress(data)
-    seconds = time.perf_counter() - started
-    return member, describe_chunk(chunk, codec, len(member), hashlib.sha256(member).hexdigest(), seconds)
-
-
-class HashingReader:
-    """A reader that hashes what passes through it; rewinding to 0 restarts the hash."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        block = self.stream.read(size)
-        self.digest.update(block)
-        self.size += len(block)
-        return block
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if (offset, whence) != (0, os.SEEK_SET):
-            raise ValueError("a HashingReader can only rewind to the start")
-        self.digest, self.size = hashlib.sha256(), 0
-        return self.stream.seek(0)
-
-
-def compress_chunk_stream(chunk: ChunkFingerprint, source: BinaryIO, codec: Codec, member_path: Path) -> Recipe:
-    """Stream a chunk through the codec into `member_path`; memory stays bounded by the codec's block."""
-    reader = HashingReader(source)
-    started = time.perf_counter()
-    with member_path.open("w+b") as member:
-        codec.compress_stream(reader, member, chunk.size)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - started
-    if reader.digest.hexdigest() != chunk.sha256 or reader.size != chunk.size:
-        raise _changed(chunk, reader.digest.hexdigest())
-    member_sha256, _ = file_digests(member_path)
-    return describe_chunk(chunk, codec, member_path.stat().st_size, member_sha256, seconds)
-
-
-def compress_and_store(
-    chunk: ChunkFingerprint, codec: Codec, destination: Destination, job: str, access: StorageAccess
-) -> Recipe:
-    """Compress one chunk and put it at the destination, in memory or streamed by its size."""
-    if chunk.size <= STREAM_THRESHOLD:
-        member, recipe = compress_chunk(chunk, read_chunk(chunk.uri, access), codec)
-        destination.put_chunk(job, chunk.chunk_id, member, recipe)
-        return recipe
-    with tempfile.TemporaryDirectory(prefix="colabflow-") as scratch:
-        member_path = Path(scratch, "member.gz")
-        with open_chunk(chunk.uri, access) as source:
-            recipe = compress_chunk_stream(chunk, source, codec, member_path)
-        destination.put_chunk(job, chunk.chunk_id, member_path, recipe)
-    return recipe
-
-
 def batch_codec(settings: BatchSettings) -> Codec:
     """The job's codec; a GPU codec remembers its out-of-memory backoff on result storage.
 
@@ -184,20 +84,41 @@ def batch_codec(settings: BatchSettings) -> Codec:
 
 def compress_batch(batch: list[ChunkFingerprint], settings: BatchSettings) -> BatchResult:
     """Fetch, compress and upload a batch. Bad chunks become failures; I/O errors propagate."""
-    codec = batch_codec(settings)
-    destination = open_destination(settings.destination, settings.access)
+    return compress_batch_with(batch, settings, batch_codec(settings), open_destination(settings.destination, settings.access))
 
-    def process(chunk: ChunkFingerprint) -> tuple[Recipe, bool] | ChunkFailure:
+
+def compress_batch_with(
+    batch: list[ChunkFingerprint], settings: BatchSettings, codec: Codec, destination: Destination
+) -> BatchResult:
+    """`compress_batch` with its codec and destination given.
+
+    A CPU codec compresses each chunk in its own thread. A GPU codec gets every in-memory chunk
+    of the batch in one call, so the GPU sees a batch, not one chunk at a time.
+    """
+    together = codec.device != "cpu"
+
+    def process(chunk: ChunkFingerprint) -> tuple[Recipe, bool] | ChunkFailure | Pending:
         try:
             existing = finished_recipe(destination, settings.job, chunk, codec)
             if existing is not None:
                 return existing, True
+            if together and chunk.size <= STREAM_THRESHOLD:
+                return Pending(chunk, read_verified(chunk, settings.access))
             return compress_and_store(chunk, codec, destination, settings.job, settings.access), False
         except (InvalidChunkError, SourceNotFoundError) as error:
             return ChunkFailure(chunk_id=chunk.chunk_id, reason=str(error))
 
+    def store(compressed: tuple[bytes, Recipe]) -> tuple[Recipe, bool]:
+        member, recipe = compressed
+        destination.put_chunk(settings.job, recipe.chunk_id, member, recipe)
+        return recipe, False
+
     with ThreadPoolExecutor(min(io_thread_count(), len(batch))) as pool:
         outcomes = list(pool.map(process, batch))
+        pending = [item for item in outcomes if isinstance(item, Pending)]
+        if pending:
+            stored = iter(list(pool.map(store, compress_together(pending, codec))))
+            outcomes = [next(stored) if isinstance(item, Pending) else item for item in outcomes]
     return BatchResult(
         recipes=[item[0] for item in outcomes if isinstance(item, tuple)],
         failures=[item for item in outcomes if isinstance(item, ChunkFailure)],

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.large_chunk import MIB, check_member
-from tasks.compress import STREAM_THRESHOLD
+from tasks.chunk_codec import STREAM_THRESHOLD
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE_MIB = 80
