@@ -120,11 +120,12 @@ def test_no_cell_prints_a_secret() -> None:
 
 
 class FakeColab:
-    """Stand-ins for google.colab's userdata and drive, and for torch, installed in sys.modules."""
+    """Stand-ins for google.colab's userdata, drive and auth, and for torch, installed in sys.modules."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets = secrets
         self.mounted: list[str] = []
+        self.signed_in = 0
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         userdata = types.ModuleType("google.colab.userdata")
@@ -139,13 +140,19 @@ class FakeColab:
         userdata.get = get  # type: ignore[attr-defined]
         drive = types.ModuleType("google.colab.drive")
         drive.mount = self.mounted.append  # type: ignore[attr-defined]
+        auth = types.ModuleType("google.colab.auth")
+
+        def authenticate_user() -> None:
+            self.signed_in += 1
+
+        auth.authenticate_user = authenticate_user  # type: ignore[attr-defined]
         colab = types.ModuleType("google.colab")
-        colab.userdata, colab.drive = userdata, drive  # type: ignore[attr-defined]
+        colab.userdata, colab.drive, colab.auth = userdata, drive, auth  # type: ignore[attr-defined]
         torch = types.ModuleType("torch")
         torch.__version__ = "2.8.0+cu126"  # type: ignore[attr-defined]
         torch.cuda = types.SimpleNamespace(is_available=lambda: True, get_device_name=lambda index: "Tesla T4")  # type: ignore[attr-defined]
         for name, module in {"google.colab": colab, "google.colab.userdata": userdata,
-                             "google.colab.drive": drive, "torch": torch}.items():
+                             "google.colab.drive": drive, "google.colab.auth": auth, "torch": torch}.items():
             monkeypatch.setitem(sys.modules, name, module)
 
 
@@ -199,7 +206,7 @@ def test_notebook_sets_up_the_worker_off_colab(
     assert os.environ["PREFECT_API_URL"] == "https://prefect.example.org/api"
     assert os.environ["PREFECT_API_KEY"] == "pnu_not-shown"
     assert "PREFECT_API_AUTH_STRING" not in os.environ
-    assert colab.mounted == ["/content/drive"]
+    assert colab.mounted == ["/content/drive"] and colab.signed_in == 1
     assert calls.read_text() == "work-pool inspect colab-gpu url=https://prefect.example.org/api\n"
     output = capsys.readouterr().out
     assert "Tesla T4" in output and "prefect.example.org" in output and "pnu_not-shown" not in output
