@@ -45,6 +45,8 @@ def base_job_template(settings: PoolSettings) -> dict[str, Any]:
         "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds),
         "COLABFLOW_MAX_ATTEMPTS": str(settings.max_attempts),
+        # Storage waits and retries (colabflow.gcs, .drive, .github) reach the run's log in the UI.
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "colabflow",
         **settings.extra_env,
     }
     return template

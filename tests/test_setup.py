@@ -13,6 +13,7 @@ def test_the_job_template_runs_flow_run_execute_with_reschedule_on_sigterm() -> 
         "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "45",
         "COLABFLOW_MAX_ATTEMPTS": "7",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "colabflow",
     }
 
 
