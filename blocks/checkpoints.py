@@ -37,6 +37,14 @@ class CheckpointStorage(WritableFileSystem):
         default_factory=StorageAccess, description="Names of the blocks whose credentials reach the location."
     )
 
+    def _resolve_path(self, path: str) -> str | None:
+        """Result keys as Prefect records them: as given, relative to `location`.
+
+        Prefect calls this on storage blocks that were not saved; without it, it would resolve
+        result keys against the current directory.
+        """
+        return path or None
+
     def _place(self) -> Place:
         return open_place(normalize_location(self.location), self.access)
 
