@@ -307,9 +307,13 @@ def watch_deployment(prefect_api: str) -> tuple[str, str]:
 
 
 def run_workflow_step(
-    api_url: str, deployment: str, tmp_path: Path, job: str, play: Callable[[UUID], None] | None
+    api_url: str, deployment: str, tmp_path: Path, job: str, play: Callable[[UUID, Path], None] | None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the workflow's script as GitHub would (`bash -eo pipefail`) while `play` moves the run's states."""
+    """Run the workflow's script as GitHub would (`bash -eo pipefail`) while `play` moves the run's states.
+
+    `play` gets the run's id and the file the step's stdout goes to, so it can wait for the step
+    to show each state before it sets the next.
+    """
     env = {
         **os.environ, **run_step()["env"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PREFECT_API_URL": api_url, "PREFECT_API_KEY": "", "PREFECT_API_AUTH_STRING": "", "RUNNER_TEMP": str(tmp_path),
@@ -318,16 +322,18 @@ def run_workflow_step(
     }
     script = tmp_path / "step.sh"
     script.write_text(run_step()["run"])
-    player = None
-    if play is not None:
-        context = contextvars.copy_context()  # the thread keeps the test server's Prefect settings
-        player = threading.Thread(target=context.run, args=(lambda: play(wait_for_run(job)),), daemon=True)
-        player.start()
-    result = subprocess.run(["bash", "-eo", "pipefail", str(script)], env=env, capture_output=True, text=True,
-                            timeout=300)
+    stdout, stderr = tmp_path / "step.out", tmp_path / "step.err"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        step = subprocess.Popen(["bash", "-eo", "pipefail", str(script)], env=env, stdout=out, stderr=err, text=True)
+        player = None
+        if play is not None:
+            context = contextvars.copy_context()  # the thread keeps the test server's Prefect settings
+            player = threading.Thread(target=context.run, args=(lambda: play(wait_for_run(job), stdout),), daemon=True)
+            player.start()
+        returncode = step.wait(timeout=300)
     if player is not None:
         player.join(timeout=60)
-    return result
+    return subprocess.CompletedProcess(step.args, returncode, stdout.read_text(), stderr.read_text())
 
 
 def wait_for_run(job: str) -> UUID:
@@ -343,22 +349,34 @@ def wait_for_run(job: str) -> UUID:
     return found
 
 
-def set_states(flow_run_id: UUID, *steps: tuple[str, float]) -> None:
-    """Force the run through states (`TYPE` or `TYPE:Name`), waiting the given seconds before each."""
+# `--watch` stops on these; the step has taken one in only once the watch has ended on it.
+FINAL_STATE_NAMES = {"Completed", "Failed", "Cancelled", "Crashed", "Abandoned"}
+
+
+def set_states(flow_run_id: UUID, step_output: Path, *states: str) -> None:
+    """Force the run through states (`TYPE` or `TYPE:Name`), each once the step has shown the one before."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import State, StateType
 
+    def shown(name: str) -> int:
+        """How often the step took the state in: `--watch` showing it (or ending on it), or its own poll."""
+        output = step_output.read_text()
+        seen = output.count(f"finished in state '{name}'") + output.count(f"flow run {flow_run_id}: {name}\n")
+        return seen if name in FINAL_STATE_NAMES else seen + output.count(f"prefect.flow-run.{name} ")
+
     with get_client(sync_client=True) as client:
-        for state, wait in steps:
-            time.sleep(wait)
+        for state in states:
             state_type, _, name = state.partition(":")
+            shown_name = name or state_type.capitalize()
+            before = shown(shown_name)
             client.set_flow_run_state(flow_run_id, State(type=StateType(state_type), name=name or None), force=True)
+            wait_until(lambda: shown(shown_name) > before, 60, 0.2, f"the step showing {shown_name}")
 
 
 def test_workflow_keeps_watching_a_run_that_recovers_from_a_crash(watch_deployment: tuple[str, str], tmp_path: Path) -> None:
     """A run that crashes, is rescheduled and completes makes the step succeed, with the jq-built parameters accepted."""
-    result = run_workflow_step(*watch_deployment, tmp_path, "recovers", lambda run: set_states(
-        run, ("RUNNING", 3), ("CRASHED", 2), ("SCHEDULED", 4), ("RUNNING", 4), ("COMPLETED", 3)))
+    result = run_workflow_step(*watch_deployment, tmp_path, "recovers", lambda run, output: set_states(
+        run, output, "RUNNING", "CRASHED", "SCHEDULED", "RUNNING", "COMPLETED"))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Flow run finished in state 'Crashed'." in output
@@ -367,16 +385,16 @@ def test_workflow_keeps_watching_a_run_that_recovers_from_a_crash(watch_deployme
 
 def test_workflow_fails_when_the_run_fails(watch_deployment: tuple[str, str], tmp_path: Path) -> None:
     """A Failed run makes the step fail."""
-    result = run_workflow_step(*watch_deployment, tmp_path, "fails", lambda run: set_states(
-        run, ("RUNNING", 3), ("FAILED", 2)))
+    result = run_workflow_step(*watch_deployment, tmp_path, "fails", lambda run, output: set_states(
+        run, output, "RUNNING", "FAILED"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Flow run finished in state 'Failed'." in result.stdout + result.stderr
 
 
 def test_workflow_gives_up_on_a_run_that_stays_crashed(watch_deployment: tuple[str, str], tmp_path: Path) -> None:
     """A Crashed run that recovery does not put back fails the step after the recovery wait, saying why."""
-    result = run_workflow_step(*watch_deployment, tmp_path, "stays-crashed", lambda run: set_states(
-        run, ("RUNNING", 3), ("CRASHED", 2)))
+    result = run_workflow_step(*watch_deployment, tmp_path, "stays-crashed", lambda run, output: set_states(
+        run, output, "RUNNING", "CRASHED"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "stayed Crashed for 6 s" in result.stdout + result.stderr
 
@@ -384,8 +402,8 @@ def test_workflow_gives_up_on_a_run_that_stays_crashed(watch_deployment: tuple[s
 def test_workflow_stops_at_a_run_that_used_up_its_attempts(watch_deployment: tuple[str, str], tmp_path: Path) -> None:
     """A run that ends Crashed as "Abandoned" (out of attempts) fails the step at once, saying why."""
     started = time.monotonic()
-    result = run_workflow_step(*watch_deployment, tmp_path, "abandoned", lambda run: set_states(
-        run, ("RUNNING", 3), ("CRASHED:Abandoned", 2)))
+    result = run_workflow_step(*watch_deployment, tmp_path, "abandoned", lambda run, output: set_states(
+        run, output, "RUNNING", "CRASHED:Abandoned"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "used up its attempts" in result.stdout + result.stderr
     assert time.monotonic() - started < 30
