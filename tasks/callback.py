@@ -61,25 +61,26 @@ def post_json(
     """POST with retries on transient answers; return the response and the attempts used."""
     owned = client is None
     client = client or httpx.Client(timeout=30.0)
+    attempts = 0
+
+    def once() -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        try:
+            response = client.post(url, content=body, headers=headers)
+        except httpx.TransportError as error:
+            raise RemoteUnavailableError(f"{redact_url(url)} could not be reached: {type(error).__name__}") from None
+        if response.is_success:
+            return response
+        transient, wait = transient_wait(response.status_code, response.headers)
+        if transient:
+            raise RemoteUnavailableError(f"{redact_url(url)} answered {response.status_code}", retry_after=wait)
+        raise CallbackRejectedError(
+            f"{redact_url(url)} answered {response.status_code}: {rejection_advice(response.status_code)}"
+        )
+
     try:
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                response = client.post(url, content=body, headers=headers)
-            except httpx.TransportError as error:
-                failure = RemoteUnavailableError(f"{redact_url(url)} could not be reached: {type(error).__name__}")
-            else:
-                if response.is_success:
-                    return response, attempt
-                transient, wait = transient_wait(response.status_code, response.headers)
-                if transient:
-                    failure = RemoteUnavailableError(f"{redact_url(url)} answered {response.status_code}", retry_after=wait)
-                else:
-                    raise CallbackRejectedError(
-                        f"{redact_url(url)} answered {response.status_code}: {rejection_advice(response.status_code)}"
-                    )
-            if attempt < policy.attempts:
-                policy.sleep(policy.delay(attempt, failure.retry_after))
-        raise RemoteUnavailableError(f"gave up after {policy.attempts} attempts: {failure}")
+        return policy.run(once), attempts
     finally:
         if owned:
             client.close()

@@ -181,17 +181,15 @@ class GcsStore:
         return self._call(f"stat {self.location}/{key}", lambda: self.bucket.get_blob(key, retry=None))
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
-        """Run one GCS call, retrying transient answers with backoff that honours Retry-After."""
-        for attempt in range(1, self.policy.attempts + 1):
+        """Run one GCS request, retrying transient answers with backoff that honours Retry-After."""
+
+        def once() -> T:
             try:
                 return operation()
-            except Exception as error:  # noqa: BLE001 - translated below, never swallowed
-                failure = self._translate(what, error)
-            if attempt < self.policy.attempts:
-                wait = self.policy.delay(attempt, failure.retry_after)
-                logger.warning("%s: %s; waiting %.1f s before attempt %d", what, failure, wait, attempt + 1)
-                self.policy.sleep(wait)
-        raise RemoteUnavailableError(f"gave up after {self.policy.attempts} attempts: {failure}")
+            except Exception as error:  # noqa: BLE001 - translated: raised as itself or a specific error
+                raise self._translate(what, error) from None
+
+        return self.policy.run(once, logger)
 
     def _translate(self, what: str, error: Exception) -> RemoteUnavailableError:
         """Return a retryable error for transient trouble; raise a specific one for the rest."""

@@ -202,22 +202,17 @@ class GitHubStore:
         headers = {"Accept": accept, "X-GitHub-Api-Version": API_VERSION}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
-        attempts = self.policy.attempts
-        for attempt in range(1, attempts + 1):
+
+        def once() -> T:
             try:
                 with self._client.stream("GET", url, headers=headers, params=params) as response:
                     if response.is_success:
                         return read(response)
-                    failure = self._failure(response, subject)
+                    raise self._failure(response, subject)
             except httpx.TransportError as error:
-                failure = RemoteUnavailableError(f"GitHub could not be reached for {subject}: {type(error).__name__}")
-            except RemoteUnavailableError as error:
-                failure = error
-            if attempt < attempts:
-                delay = self.policy.delay(attempt, failure.retry_after)
-                logger.warning("%s; waiting %.1f s before attempt %d of %d", failure, delay, attempt + 1, attempts)
-                self.policy.sleep(delay)
-        raise RemoteUnavailableError(f"gave up after {attempts} attempts: {failure}")
+                raise RemoteUnavailableError(f"GitHub could not be reached for {subject}: {type(error).__name__}") from None
+
+        return self.policy.run(once, logger)
 
     def _failure(self, response: httpx.Response, subject: str) -> RemoteUnavailableError:
         """The transient failure an answer means; raise at once for answers a retry cannot fix."""

@@ -7,13 +7,16 @@ the waits the remote asks for (`Retry-After`, GitHub's `X-RateLimit-Reset`).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from tasks.errors import is_retryable
+from tasks.errors import RemoteUnavailableError, is_retryable
+
+T = TypeVar("T")
 
 IO_RETRY_DELAYS = [2.0, 10.0, 30.0]
 
@@ -36,6 +39,25 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         wanted = retry_after if retry_after is not None else self.base_delay * 2 ** (attempt - 1)
         return min(max(wanted, 0.0), self.max_delay)
+
+    def run(self, operation: Callable[[], T], logger: logging.Logger | None = None) -> T:
+        """Call `operation` until it returns, retrying each RemoteUnavailableError it raises.
+
+        Between attempts it waits what the error asked for (`retry_after`) or the backoff, and
+        logs the wait. Any other error propagates at once; the last transient one, once the
+        attempts run out, as "gave up after N attempts".
+        """
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return operation()
+            except RemoteUnavailableError as error:
+                failure = error
+            if attempt < self.attempts:
+                wait = self.delay(attempt, failure.retry_after)
+                if logger is not None:
+                    logger.warning("%s; waiting %.1f s before attempt %d of %d", failure, wait, attempt + 1, self.attempts)
+                self.sleep(wait)
+        raise RemoteUnavailableError(f"gave up after {self.attempts} attempts: {failure}")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
