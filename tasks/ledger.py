@@ -11,11 +11,12 @@ import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.compute_budget import ComputeBudget
-from tasks.errors import CorruptOutputError, DestinationError
+from tasks.errors import DestinationError
 from tasks.hosts import gpu_class_of
+from tasks.models import parse_json_lines
 from tasks.stores import StorageAccess, open_place, read_optional
 
 LEDGER_NAME = "ledger.jsonl"
@@ -59,17 +60,7 @@ def ledger_entry(job: str, flow_run_id: str, attempt: int, device: str, seconds:
 
 def parse_ledger(content: bytes, where: str) -> list[LedgerEntry]:
     """The entries of a ledger file; `where` names it in errors."""
-    entries: list[LedgerEntry] = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(LedgerEntry.model_validate_json(line))
-        except ValidationError as error:
-            raise CorruptOutputError(
-                f"{where} line {number} is not a ledger entry ({error.errors()[0]['msg']}); fix or remove that line"
-            ) from None
-    return entries
+    return parse_json_lines(content, LedgerEntry, where, "ledger entry", "fix or remove that line")
 
 
 def read_ledger(destination: str, access: StorageAccess) -> list[LedgerEntry]:

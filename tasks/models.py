@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.codecs import CodecChoice
+from tasks.errors import CorruptOutputError
 from tasks.stores import StorageAccess
 
 RECIPE_SCHEMA_VERSION = 1
+Line = TypeVar("Line", bound=BaseModel)
+
+
+def parse_json_lines(content: bytes, model: type[Line], where: str, kind: str, advice: str) -> list[Line]:
+    """The lines of a JSON-lines file as `model`s, blank lines skipped; a bad line names `where` and its number."""
+    lines: list[Line] = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            lines.append(model.model_validate_json(line))
+        except ValidationError as error:
+            raise CorruptOutputError(
+                f"{where} line {number} is not a {kind} ({error.errors()[0]['msg']}); {advice}"
+            ) from None
+    return lines
 
 
 class _Frozen(BaseModel):

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import psutil
 from prefect.events import emit_event
 from prefect.runtime import flow_run as current_flow_run
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import CorruptOutputError
+from tasks.models import parse_json_lines
 from tasks.stores import StorageAccess, open_place, read_optional
 
 EVENT = "colabflow.batch.completed"
@@ -166,18 +166,7 @@ def record_batch_telemetry(
 
 def parse_telemetry(content: bytes, where: str) -> list[BatchTelemetry]:
     """The lines of a telemetry file; `where` names it in errors."""
-    lines: list[BatchTelemetry] = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            lines.append(BatchTelemetry.model_validate_json(line))
-        except ValidationError as error:
-            raise CorruptOutputError(
-                f"{where} line {number} is not a telemetry line ({error.errors()[0]['msg']}); "
-                "remove that line or the file, then rerun"
-            ) from None
-    return lines
+    return parse_json_lines(content, BatchTelemetry, where, "telemetry line", "remove that line or the file, then rerun")
 
 
 def read_telemetry(destination: str, access: StorageAccess, job: str) -> list[BatchTelemetry]:
