@@ -10,10 +10,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-# The tests raise torch's real CUDA out-of-memory error on the CPU. torch==2.13.0 is the CPU
-# wheel; a bare `torch` would pull several GB of CUDA packages.
+# The tests raise torch's real CUDA out-of-memory error on the CPU, so they need torch: its CPU
+# build (about 200 MB), from PyTorch's CPU index or a local wheel. PyPI's plain `torch` is the
+# CUDA build and pulls several GB of NVIDIA packages.
+TORCH_CPU := torch==2.13.0+cpu
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
 $(VENV)/.torch: $(VENV)/.installed
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(TORCH_CPU)' --extra-index-url $(TORCH_INDEX)
 	touch $@
 
 demo: $(VENV)/.installed

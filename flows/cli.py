@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from deployments.durations import parse_duration
+from tasks.codecs import require_codec
 from tasks.errors import ColabflowError
 from tasks.models import JobReport
 from tasks.parameters import CompressJob, GitHubDispatchCallback, WebhookCallback
@@ -124,6 +125,7 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
 
 def run_compress(arguments: argparse.Namespace) -> int:
     request = compress_request(arguments)
+    require_codec(request.codec)
     from flows.compress_chunks import compress_chunks
 
     report = compress_chunks(request)
@@ -216,7 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"]) or "parameters"
-            print(f"error: {field}: {problem['msg']}", file=sys.stderr)
+            given = problem.get("input")
+            got = f" (got {given!r})" if problem["loc"] and not isinstance(given, (dict, list)) else ""
+            print(f"error: {field}: {problem['msg']}{got}", file=sys.stderr)
         return 2
     except ColabflowError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,6 +7,8 @@ import unicodedata
 from tasks.errors import InvalidChunkError
 
 MAX_SEGMENT_BYTES = 255
+RECIPE_SUFFIX = ".recipe.json"
+MAX_NAME_BYTES = MAX_SEGMENT_BYTES - len(RECIPE_SUFFIX)
 
 
 def validate_chunk_id(chunk_id: str) -> str:
@@ -14,8 +16,9 @@ def validate_chunk_id(chunk_id: str) -> str:
 
     A chunk id becomes part of output file names, so it must not escape the job folder:
     no absolute path, no `..` or `.` segment, no empty segment, no NUL or other control
-    character, and no segment longer than 255 bytes in UTF-8. Unicode letters and spaces
-    are fine.
+    character, and no segment longer than 255 bytes in UTF-8. The last segment names the files
+    `<name>.gz` and `<name>.recipe.json`, which must fit the usual 255-byte file-name limit, so it
+    may have at most 243 bytes. Unicode letters and spaces are fine.
     """
     if not chunk_id:
         raise InvalidChunkError("chunk id is empty; expected a relative path such as 'src/a.py'")
@@ -33,7 +36,8 @@ def validate_chunk_id(chunk_id: str) -> str:
         raise InvalidChunkError(
             f"chunk id {chunk_id!r} is an absolute path; expected a path relative to the source root"
         )
-    for segment in chunk_id.split("/"):
+    segments = chunk_id.split("/")
+    for segment in segments:
         if segment in ("", ".", ".."):
             raise InvalidChunkError(
                 f"chunk id {chunk_id!r} has the segment {segment!r}; expected a normalised "
@@ -45,4 +49,11 @@ def validate_chunk_id(chunk_id: str) -> str:
                 f"chunk id {chunk_id!r} has a segment of {size} bytes; at most "
                 f"{MAX_SEGMENT_BYTES} bytes per segment are allowed"
             )
+    name_size = len(segments[-1].encode("utf-8"))
+    if name_size > MAX_NAME_BYTES:
+        raise InvalidChunkError(
+            f"chunk id {chunk_id!r} ends in a file name of {name_size} bytes; at most {MAX_NAME_BYTES} "
+            f"bytes are allowed, so that '<name>{RECIPE_SUFFIX}' fits the 255-byte file-name limit; "
+            "rename the file"
+        )
     return chunk_id

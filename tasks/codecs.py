@@ -104,6 +104,17 @@ class IsalGzipCodec:
         write_stored_member(reader, writer, size)
 
 
+def gpu_unavailable_message(probe: GpuProbe) -> str:
+    """What `--codec gpu` says when the GPU codec cannot run here."""
+    return f"codec 'gpu' cannot run: {probe.reason}; use --codec cpu or --codec auto"
+
+
+def require_codec(choice: CodecChoice) -> None:
+    """Fail at once, before a flow run starts, when `choice` cannot run on this machine."""
+    if choice == "gpu" and not (probe := local_gpu_probe()).usable:
+        raise CodecUnavailableError(gpu_unavailable_message(probe))
+
+
 def resolve_codec(
     choice: CodecChoice, level: int, batch_sizes: BatchSizeMemory | None = None, probe: GpuProbe | None = None
 ) -> Codec:
@@ -121,6 +132,6 @@ def resolve_codec(
         log_once(f"codec {choice}: nvCOMP {found.nvcomp_version} Deflate on {found.gpu_name} (CUDA {found.cuda_version})")
         return NvcompGzipCodec(level, found.gpu_name, found.nvcomp_version, cpu, batch_sizes)
     if choice == "gpu":
-        raise CodecUnavailableError(f"codec 'gpu' cannot run: {found.reason}; use --codec cpu or --codec auto")
+        raise CodecUnavailableError(gpu_unavailable_message(found))
     log_once(f"codec auto: ISA-L on the CPU, because the GPU codec cannot run: {found.reason}")
     return cpu

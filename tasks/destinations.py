@@ -7,13 +7,14 @@ never sees half an object, and writing the same bytes twice changes nothing.
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
 from pydantic import ValidationError
 
-from tasks.chunk_ids import validate_chunk_id
+from tasks.chunk_ids import RECIPE_SUFFIX, validate_chunk_id
 from tasks.errors import CorruptOutputError, InvalidParameterError
 from tasks.locations import LOCAL_SCHEMES, local_path, scheme_of
 from tasks.models import Recipe
@@ -23,9 +24,9 @@ from tasks.stores import (
     StorageAccess,
     open_place,
     read_optional,
+    remove_stale_temporaries,
 )
 
-RECIPE_SUFFIX = ".recipe.json"
 CHUNK_SUFFIX = ".gz"
 MANIFEST_NAME = "manifest.jsonl"
 WRITE_CHECK_NAME = ".colabflow-write-check"
@@ -50,8 +51,12 @@ class Destination:
         return f"{self.store.location.rstrip('/')}/{key}"
 
     def prepare(self, job: str) -> None:
-        """Prove the job folder can be written, before any work."""
-        self.store.write_bytes(self.key(job, WRITE_CHECK_NAME), b"")
+        """Prove the job folder can be written, before any work, and drop what killed runs left.
+
+        The check writes new content every time: writing the bytes a file already holds is a no-op.
+        """
+        self.store.write_bytes(self.key(job, WRITE_CHECK_NAME), f"{time.time_ns()}\n".encode())
+        remove_stale_temporaries(self.store, self.key(job))
 
     def read_recipe(self, job: str, chunk_id: str) -> Recipe | None:
         """Return the chunk's recipe, or None when the chunk is not there yet."""

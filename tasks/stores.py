@@ -16,6 +16,7 @@ import importlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -167,7 +168,10 @@ class LocalStore:
             raise MissingObjectError(f"{str(self.path(key))!r} does not exist") from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        write_atomically(self.path(key), lambda handle: handle.write(data))
+        path = self.path(key)
+        if _holds(path, data):
+            return
+        write_atomically(path, lambda handle: handle.write(data))
 
     def write_file(self, key: str, path: Path) -> None:
         def copy(handle: BinaryIO) -> None:
@@ -175,6 +179,16 @@ class LocalStore:
                 shutil.copyfileobj(source, handle, READ_BLOCK)
 
         write_atomically(self.path(key), copy)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file already holds exactly `data` (compared only when the sizes agree)."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def write_atomically(path: Path, fill: Callable[[BinaryIO], object]) -> None:
@@ -195,6 +209,29 @@ def write_atomically(path: Path, fill: Callable[[BinaryIO], object]) -> None:
         if isinstance(error, DestinationError):
             raise
         raise DestinationError.for_os_error(error, path) from None
+
+
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def remove_stale_temporaries(store: ObjectStore | ReadableStore, prefix: str) -> int:
+    """Delete `.partial-*` files below `prefix` that a killed run left behind; return how many.
+
+    Only files untouched for an hour go: a run still writing one keeps its modification time
+    fresh. Remote stores write atomically on the server side and leave no temporaries.
+    """
+    if not isinstance(store, LocalStore):
+        return 0
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    removed = 0
+    for temporary in store.path(prefix).rglob(".partial-*"):
+        try:
+            if temporary.is_file() and temporary.stat().st_mtime < cutoff:
+                temporary.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def create_temporary(directory: Path) -> tuple[int, str]:

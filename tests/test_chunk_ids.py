@@ -6,9 +6,11 @@ from tasks.chunk_ids import validate_chunk_id
 from tasks.errors import InvalidChunkError
 
 
-@pytest.mark.parametrize("chunk_id", ["a.py", "src/deep/a b.txt", "données brutes/résumé été.txt", "日本/語", "x" * 255])
+@pytest.mark.parametrize(
+    "chunk_id", ["a.py", "src/deep/a b.txt", "données brutes/résumé été.txt", "日本/語", "x" * 255 + "/a", "x" * 243]
+)
 def test_accepts_ordinary_relative_paths(chunk_id: str) -> None:
-    """Unicode, spaces, nesting and 255-byte segments are valid ids."""
+    """Unicode, spaces, nesting, 255-byte folder names and 243-byte file names are valid ids."""
     assert validate_chunk_id(chunk_id) == chunk_id
 
 
@@ -24,7 +26,9 @@ def test_accepts_ordinary_relative_paths(chunk_id: str) -> None:
         ("a//b", "has the segment ''"),
         ("./a", "has the segment '.'"),
         ("", "chunk id is empty"),
-        ("é" * 128, "segment of 256 bytes"),
+        ("é" * 128 + "/a", "segment of 256 bytes"),
+        ("x" * 244, "ends in a file name of 244 bytes; at most 243"),
+        ("d/" + "é" * 122, "ends in a file name of 244 bytes"),
         ("bad\udcffname", "not valid UTF-8"),
     ],
 )

@@ -40,9 +40,10 @@ def test_every_command_has_help(command: str) -> None:
 
 
 def test_compress_json_then_restore_and_verify(sample_source: Path, tmp_path: Path, client_env: dict[str, str]) -> None:
-    """The last stdout line is the report; restore and verify agree and exit 0."""
+    """The last stdout line is the report; the log says which codec runs and why; restore and verify agree."""
     result = colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "cli", "--json", env=client_env)
     assert result.returncode == 0, result.stderr
+    assert "colabflow.codecs - codec auto: ISA-L on the CPU, because the GPU codec cannot run: no CUDA GPU" in result.stderr
     report = last_json_line(result.stdout)
     assert (report["compressed"], report["failed"]) == (8, [])
     restored = colabflow("restore", str(tmp_path / "out" / "cli"), str(tmp_path / "restored"))
@@ -73,8 +74,8 @@ def test_a_failed_chunk_makes_the_exit_status_non_zero(sample_source: Path, tmp_
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--level", "12"], "error: level: Input should be less than or equal to 9"),
-        (["--codec", "brotli"], "error: codec: Input should be 'auto', 'cpu' or 'gpu'"),
+        (["--level", "12"], "error: level: Input should be less than or equal to 9 (got 12)"),
+        (["--codec", "brotli"], "error: codec: Input should be 'auto', 'cpu' or 'gpu' (got 'brotli')"),
         (["--webhook", "ftp://host/x"], "webhook url must be an http:// or https:// URL"),
         (["--github-repo", "o/r"], "--github-repo needs --github-token-block"),
     ],

@@ -60,13 +60,50 @@ def test_an_unsafe_id_never_names_a_file(tmp_path: Path) -> None:
         open_destination(str(tmp_path)).chunk_key("job", "../../etc/passwd", ".gz")
 
 
-def test_a_too_long_name_says_which_limit(tmp_path: Path) -> None:
-    """A 250-byte name is a valid id but its recipe name is too long: the message says why."""
+def test_a_too_long_name_is_refused_before_any_file(tmp_path: Path) -> None:
+    """A 250-byte file name would make a 262-byte recipe name: refused, naming the limit, nothing written."""
     destination = open_destination(str(tmp_path))
     destination.prepare("job")
     chunk_id = "n" * 250
-    with pytest.raises(DestinationError, match="'.recipe.json' must fit in 255 bytes"):
+    with pytest.raises(InvalidChunkError, match="file name of 250 bytes; at most 243"):
         destination.put_chunk("job", chunk_id, b"m", recipe_for(chunk_id, b"m"))
+    assert not (tmp_path / "job" / "chunks").exists()
+
+
+def test_prepare_removes_only_stale_temporaries(tmp_path: Path) -> None:
+    """A `.partial-` file a killed run left an hour ago goes; one being written now stays."""
+    folder = tmp_path / "job" / "chunks" / "deep"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".partial-old", folder / ".partial-new"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    two_hours_ago = datetime.now(timezone.utc).timestamp() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    open_destination(str(tmp_path)).prepare("job")
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+def test_the_write_check_really_writes_every_time(tmp_path: Path) -> None:
+    """prepare() rewrites its check file each run, so a folder that became read-only is caught."""
+    destination = open_destination(str(tmp_path))
+    destination.prepare("job")
+    check = tmp_path / "job" / ".colabflow-write-check"
+    first = check.read_bytes()
+    destination.prepare("job")
+    assert check.read_bytes() != first
+
+
+def test_writing_the_same_bytes_leaves_the_file_alone(tmp_path: Path) -> None:
+    """Same bytes: same inode, no rewrite; other bytes: replaced."""
+    store = LocalStore(tmp_path)
+    store.write_bytes("a/b", b"one")
+    inode = (tmp_path / "a" / "b").stat().st_ino
+    store.write_bytes("a/b", b"one")
+    assert (tmp_path / "a" / "b").stat().st_ino == inode
+    store.write_bytes("a/b", b"two")
+    assert (tmp_path / "a" / "b").read_bytes() == b"two"
+    assert (tmp_path / "a" / "b").stat().st_ino != inode
 
 
 def run_as_nobody(function: object, *arguments: object) -> str:

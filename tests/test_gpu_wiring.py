@@ -100,7 +100,7 @@ def test_an_unknown_budget_name_says_how_to_make_one() -> None:
 def test_codec_gpu_on_the_cli_exits_2_naming_what_is_missing(
     prefect_api: str, sample_source: Path, tmp_path: Path
 ) -> None:
-    """`--codec gpu` on a CPU machine stops before any work, with the probe's reason."""
+    """`--codec gpu` on a CPU machine stops before any flow run, with the probe's reason and no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "compress", str(sample_source), str(tmp_path / "out"), "--job", "j",
          "--codec", "gpu"],
@@ -109,4 +109,5 @@ def test_codec_gpu_on_the_cli_exits_2_naming_what_is_missing(
     )
     assert result.returncode == 2
     assert f"error: codec 'gpu' cannot run: {local_gpu_probe().reason}; use --codec cpu" in result.stderr
+    assert "Traceback" not in result.stderr and "Flow run" not in result.stderr
     assert not (tmp_path / "out").exists()
