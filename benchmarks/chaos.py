@@ -36,7 +36,7 @@ from subprocess import Popen
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tasks.destinations import RECIPE_SUFFIX
+from tasks.chunk_ids import RECIPE_SUFFIX
 from tests.conftest import make_chunks
 from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
 from tests.servers import prefect_server, server_environment, wait_until

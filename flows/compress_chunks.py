@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from prefect import flow
-from prefect.client.schemas.objects import State
 from prefect.logging import get_run_logger
 
 from tasks.artifacts import ProgressArtifact, publish_report, publish_telemetry_task
-from tasks.attempts import abandoned_state
 from tasks.callback import send_callback
 from tasks.compress import prepare_job_task, run_batch
 from tasks.fetch import plan_job_task
@@ -23,15 +21,12 @@ from tasks.unwalked import unwalked
 
 
 @flow(name="compress-chunks", log_prints=False)
-def compress_chunks(request: CompressJob) -> JobReport | State[None]:
+def compress_chunks(request: CompressJob) -> JobReport:
     """Compress every chunk of `request.source` into standard gzip members, resumably.
 
     When the compute-unit quota would be passed, the run takes no more batches, writes the
     manifest of what finished and ends Completed with `stopped_reason` in its report.
     """
-    abandoned = abandoned_state()
-    if abandoned is not None:
-        return abandoned
     settings = prepare_job_task(
         request.destination, request.job, request.codec, request.level, request.access, request.results
     )

@@ -7,18 +7,21 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import FlowRun, TaskRun
 from pydantic import BaseModel, Field, ValidationError
 
 from blocks.compute_budget import ComputeBudget
 from tasks.checkpoint import BATCH_RUN_PREFIX
-from tasks.destinations import RECIPE_SUFFIX, open_destination, split_job_location
-from tasks.errors import CorruptOutputError
+from tasks.chunk_ids import RECIPE_SUFFIX
+from tasks.destinations import normalize_location, open_destination, split_job_location
+from tasks.errors import CorruptOutputError, InvalidParameterError
 from tasks.job_record import JOB_RECORD_NAME, QUARANTINE_NAME, JobRecord
 from tasks.ledger import read_ledger, spend
+from tasks.parameters import CompressJob
 from tasks.stores import StorageAccess
 
 TASK_RUN_PAGE = 200
+
 
 class RunStatus(BaseModel):
     """What the Prefect API says about a flow run."""
@@ -83,18 +86,30 @@ def read_run(client: SyncPrefectClient, flow_run_id: UUID, worker_host: str | No
     """State, attempts and batch task runs of a flow run.
 
     Task-run records reach the API after the runs themselves, and a killed attempt leaves its
-    batch runs shown as Running, so these figures can trail the job folder's.
+    batch runs shown as Running, so these figures can trail the job folder's. Without a host from
+    the job folder, the worker's host comes from the run's process id (`HOST:PID` on process pools).
     """
     run = client.read_flow_run(flow_run_id)
-    batches = [task_run for task_run in read_task_runs(client, flow_run_id) if task_run.name.startswith(BATCH_RUN_PREFIX)]
+    batches = [task_run for task_run in read_task_runs(client, run.id) if task_run.name.startswith(BATCH_RUN_PREFIX)]
+    if worker_host is None and run.infrastructure_pid:
+        worker_host = run.infrastructure_pid.rpartition(":")[0] or None
     return RunStatus(
-        flow_run_id=str(flow_run_id),
+        flow_run_id=str(run.id),
         state=(run.state.name or run.state.type.value) if run.state else "unknown",
         attempts=run.run_count,
         batches_started=len({task_run.name for task_run in batches}),
         batches_redone=count_redone_batches(batches),
         worker_host=worker_host,
     )
+
+
+def job_location_of(run: FlowRun) -> tuple[str, StorageAccess] | None:
+    """The job folder (`<destination>/<job>`) and storage access a compress-chunks run was given."""
+    try:
+        request = CompressJob.model_validate(run.parameters.get("request"))
+    except ValidationError:
+        return None
+    return f"{normalize_location(request.destination)}/{request.job}", request.access
 
 
 def count_redone_batches(batch_runs: list[TaskRun]) -> int:
@@ -122,21 +137,38 @@ def job_status(
 ) -> JobStatus:
     """Status of a job folder or a flow run id; the API part is skipped when `client` is None.
 
-    A job folder's status carries the destination's spend, against `budget`'s quota when given.
+    A flow run id leads to its job folder through the run's parameters; a job folder leads to its
+    latest run through the folder's job record. A job folder's status carries the destination's
+    spend, against `budget`'s quota when given.
     """
     quota = budget.quota_units if budget is not None else None
-    try:
-        flow_run_id: UUID | None = UUID(target)
-    except ValueError:
-        flow_run_id = None
-    if flow_run_id is not None:
-        return JobStatus(job_dir=None, host=None, attempt=None, chunks_done=None, chunks_total=None,
-                         quarantined=None, quota_units=quota, run=read_run(client, flow_run_id) if client else None)
+    run = read_flow_run(client, target)
+    if run is not None and client is not None:
+        found = job_location_of(run)
+        if found is None or not job_folder_exists(*found):
+            return JobStatus(job_dir=found[0] if found else None, host=None, attempt=None, chunks_done=None,
+                             chunks_total=None, quarantined=None, quota_units=quota, run=read_run(client, run.id))
+        target, access = found
     record, done, quarantined = read_job_folder(target, access)
-    run = None
-    if client is not None and record.flow_run_id:
-        run = read_run(client, UUID(record.flow_run_id), record.host)
+    run_id = run.id if run is not None else UUID(record.flow_run_id) if record.flow_run_id else None
     spent = spend(read_ledger(split_job_location(target)[0], access))
     return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, chunks_done=done,
                      chunks_total=record.chunks_total, quarantined=quarantined, compute_units_spent=spent,
-                     quota_units=quota, run=run)
+                     quota_units=quota, run=read_run(client, run_id, record.host) if client and run_id else None)
+
+
+def read_flow_run(client: SyncPrefectClient | None, target: str) -> FlowRun | None:
+    """The flow run when `target` is a flow run id and the API is reachable, else None."""
+    try:
+        flow_run_id = UUID(target)
+    except ValueError:
+        return None
+    if client is None:
+        raise InvalidParameterError(f"{target!r} is a flow run id; drop --offline, or give the job folder instead")
+    return client.read_flow_run(flow_run_id)
+
+
+def job_folder_exists(job_location: str, access: StorageAccess) -> bool:
+    """Whether the job folder already holds its job record (a run that has not started has none)."""
+    parent, job = split_job_location(job_location)
+    return open_destination(parent, access).read_job_file(job, JOB_RECORD_NAME) is not None
