@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from prefect import flow
 from prefect.logging import get_run_logger
 
@@ -43,11 +41,11 @@ def compress_chunks(request: CompressJob) -> JobReport:
             get_run_logger().warning("job %s: %s", request.job, stopped)
             break
         outcomes.append(run_batch(batch, settings, request.refresh_checkpoints, index))
+        record_spend_task(settings, budget)
         progress.advance(index + 1)
     manifest = write_manifest_task(settings, unwalked(finished_recipes(outcomes)))
-    finished_at = datetime.now(timezone.utc)
-    spent = record_spend_task(settings, budget, finished_at)
-    report = summarize_job(settings, plan, outcomes, manifest, finished_at, spent, stopped)
+    spent = record_spend_task(settings, budget, final=True)
+    report = summarize_job(settings, plan, outcomes, manifest, spent.recorded_at, spent, stopped)
     quarantine_task(settings, unwalked(report.failed))
     publish_report(report)
     publish_telemetry_task(settings)

@@ -2,13 +2,18 @@
 
 The flow loads the `ComputeBudget` block once and reads what the destination has spent so far.
 Before each batch `quota_stop` counts this run's batch time on top of that, and the flow stops
-taking batches when the projection passes the quota. At the end the run's wall time goes into
-`<destination>/ledger.jsonl` as one (job, flow run, attempt) line.
+taking batches when the projection passes the quota. After every batch, and at the end, the run's
+wall time so far goes into `<destination>/ledger.jsonl` as its one (job, flow run, attempt) line,
+so a runtime that dies mid-job has still recorded what it spent up to its last batch.
+
+Units are charged for the runtime, not for where the codec ran: Colab bills a GPU runtime by the
+hour whether or not the job used its GPU (`--codec cpu` on an A100 still costs A100 units).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from functools import lru_cache
 from typing import cast
 
 from prefect import task
@@ -18,15 +23,28 @@ from prefect.runtime import flow_run
 
 from blocks.compute_budget import ComputeBudget
 from tasks.errors import InvalidParameterError
-from tasks.hosts import gpu_class_of
+from tasks.hosts import detect_gpu_name, gpu_class_of
 from tasks.ledger import LedgerEntry, append_ledger, estimate_units, ledger_entry, projected_over_quota, read_ledger, spend
 from tasks.models import BatchOutcome, BatchSettings
+from tasks.nvcomp_codec import nvidia_driver_present
 from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
 
 
 def device_class(device: str) -> str:
     """The compute-unit class of a device: 'cpu', or the work-queue class of the GPU's name."""
     return "cpu" if device == "cpu" else gpu_class_of(device)
+
+
+@lru_cache(maxsize=1)
+def _runtime_gpu_name() -> str | None:
+    return detect_gpu_name() if nvidia_driver_present() else None
+
+
+def runtime_device(codec_device: str) -> str:
+    """The device the runtime is billed for: the codec's GPU, else the machine's GPU, else 'cpu'."""
+    if codec_device != "cpu":
+        return codec_device
+    return _runtime_gpu_name() or "cpu"
 
 
 def quota_stop(
@@ -39,7 +57,7 @@ def quota_stop(
     """
     if budget.quota_units is None:
         return None
-    gpu_class = device_class(device)
+    gpu_class = device_class(runtime_device(device))
     seconds = [outcome.seconds for outcome in outcomes]
     spent = spent_before + estimate_units(gpu_class, sum(seconds), budget)
     return projected_over_quota(spent, seconds, batches_left, budget, gpu_class)
@@ -77,14 +95,20 @@ def read_spend_task(settings: BatchSettings) -> float:
     name="record-spend", cache_policy=NO_CACHE, persist_result=False,
     retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
 )
-def record_spend_task(settings: BatchSettings, budget: ComputeBudget, finished_at: datetime) -> LedgerEntry:
-    """Add this attempt's line to `<destination>/ledger.jsonl`; a retry replaces it, never doubles it."""
+def record_spend_task(settings: BatchSettings, budget: ComputeBudget, final: bool = False) -> LedgerEntry:
+    """Write this attempt's line, for its time so far, to `<destination>/ledger.jsonl`.
+
+    Each call replaces the attempt's earlier line, so calling it after every batch never counts
+    twice. `final` logs the total.
+    """
+    seconds = (datetime.now(timezone.utc) - settings.started_at).total_seconds()
     entry = ledger_entry(
-        settings.job, str(flow_run.id or "local"), int(flow_run.run_count or 1), settings.device,
-        (finished_at - settings.started_at).total_seconds(), budget,
+        settings.job, str(flow_run.id or "local"), int(flow_run.run_count or 1), runtime_device(settings.device),
+        seconds, budget,
     )
     append_ledger(settings.destination, settings.access, entry)
-    get_run_logger().info(
-        "job %s: %.3f s on %s, about %.6f compute units", entry.job, entry.seconds, entry.device, entry.compute_units
-    )
+    if final:
+        get_run_logger().info(
+            "job %s: %.3f s on %s, about %.6f compute units", entry.job, entry.seconds, entry.device, entry.compute_units
+        )
     return entry

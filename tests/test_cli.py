@@ -105,17 +105,20 @@ def test_verify_names_a_corrupt_chunk_and_exits_1(sample_source: Path, tmp_path:
 
 
 def test_a_killed_run_resumes_redoing_only_what_was_unfinished(tmp_path: Path, client_env: dict[str, str]) -> None:
-    """kill -9 mid-job, rerun: every chunk whose recipe existed is reused, only the rest is compressed."""
+    """kill -9 mid-job, rerun: finished chunks are reused, and the killed attempt's spend is in the ledger."""
     source = make_chunks(tmp_path / "source", count=1200, size=16 * 1024)
     command = [*COLABFLOW, "compress", str(source), str(tmp_path / "out"), "--job", "big", "--batch-size", "10", "--json"]
-    checkpoints = tmp_path / "out" / "big" / ".checkpoints"
+    checkpoints, ledger = tmp_path / "out" / "big" / ".checkpoints", tmp_path / "out" / "ledger.jsonl"
     process = subprocess.Popen(command, env=client_env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 3, 120, 0.02, "3 checkpoints")
+        wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 3 and ledger.exists(),
+                   120, 0.02, "3 checkpoints and a ledger line")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
+    killed_attempt = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert len(killed_attempt) == 1 and killed_attempt[0]["seconds"] > 0
     done_at_kill = len(list((tmp_path / "out" / "big" / "chunks").glob("*.recipe.json")))
     assert 30 <= done_at_kill < 1200
 
@@ -124,6 +127,8 @@ def test_a_killed_run_resumes_redoing_only_what_was_unfinished(tmp_path: Path, c
     assert result.returncode == 0, result.stderr
     assert (report["reused"], report["compressed"], report["failed"]) == (done_at_kill, 1200 - done_at_kill, [])
     assert colabflow("verify", str(tmp_path / "out" / "big")).returncode == 0
+    both = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [entry["flow_run_id"] for entry in both][0] == killed_attempt[0]["flow_run_id"] and len(both) == 2
 
 
 def test_a_fresh_machine_runs_on_the_embedded_temporary_server(sample_source: Path, tmp_path: Path) -> None:

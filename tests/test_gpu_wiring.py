@@ -97,6 +97,28 @@ def test_an_unknown_budget_name_says_how_to_make_one() -> None:
 
 
 @pytest.mark.skipif(local_gpu_probe().usable, reason="this machine has a usable GPU")
+def test_a_gpu_runtime_is_charged_as_a_gpu_even_when_the_codec_ran_on_the_cpu(
+    prefect_api: str, sample_source: Path, tmp_path: Path
+) -> None:
+    """`--codec cpu` on a machine whose nvidia-smi reports a T4: the ledger charges T4 units."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "nvidia-smi").write_text("#!/bin/sh\necho 'Tesla T4'\n")
+    (tools / "nvidia-smi").chmod(0o755)
+    env = server_environment(tmp_path / "client-home", prefect_api)
+    env["PATH"] = f"{tools}:{env['PATH']}"
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "compress", str(sample_source), str(tmp_path / "out"), "--job", "j",
+         "--codec", "cpu", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    [entry] = read_ledger(str(tmp_path / "out"), StorageAccess())
+    assert (entry.gpu_class, entry.device, report["gpu_class"], report["device"]) == ("t4", "Tesla T4", "t4", "cpu")
+    assert entry.compute_units == report["compute_units"] > 0
+
+
 def test_codec_gpu_on_the_cli_exits_2_naming_what_is_missing(
     prefect_api: str, sample_source: Path, tmp_path: Path
 ) -> None:
