@@ -40,6 +40,11 @@ class ChunkRef(_Frozen):
     chunk_id: str = Field(description="Path relative to the source root, POSIX separators.")
     uri: str = Field(description="Where the chunk's bytes are read from.")
     size: int = Field(ge=0, description="Size in bytes when listed.")
+    version: str | None = Field(
+        default=None,
+        description="What the source says identifies this content without reading it (a local file's "
+        "size, times and inode; a remote object's md5 or git blob id); None when it cannot say.",
+    )
 
 
 class ChunkFingerprint(ChunkRef):

@@ -8,15 +8,17 @@ of several GiB never has to fit in memory.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from tasks.chunk_ids import validate_chunk_id
 from tasks.errors import EmptySourceError, InvalidChunkError, MissingObjectError, SourceNotFoundError
+from tasks.fingerprints import local_version
 from tasks.locations import LOCAL_SCHEMES, local_path, open_location, scheme_of
 from tasks.models import ChunkFailure, ChunkRef
-from tasks.stores import READABLE_SCHEMES, Place, StorageAccess, open_place, relative_key
+from tasks.stores import READABLE_SCHEMES, ObjectInfo, Place, StorageAccess, open_place, relative_key
 
 
 class Source(Protocol):
@@ -38,20 +40,28 @@ class LocalSource:
             raise SourceNotFoundError(
                 f"source {str(self.path)!r} does not exist; give an existing directory or file"
             )
+        listed_at = time.time()
         if self.path.is_file():
-            return _refs_for([_local_entry(self.path.name, self.path)])
-        found: list[tuple[str, str, int]] = []
+            return _refs_for([_local_entry(self.path.name, self.path, listed_at)])
+        found: list[tuple[str, str, int, str | None]] = []
         for directory, subdirectories, files in os.walk(self.path):
             subdirectories.sort()
             for name in sorted(files):
                 file_path = Path(directory, name)
                 if file_path.is_file():
-                    found.append(_local_entry(file_path.relative_to(self.path).as_posix(), file_path))
+                    found.append(_local_entry(file_path.relative_to(self.path).as_posix(), file_path, listed_at))
         return _refs_for(found)
 
 
-def _local_entry(chunk_id: str, path: Path) -> tuple[str, str, int]:
-    return chunk_id, path.absolute().as_uri(), path.stat().st_size
+def _local_entry(chunk_id: str, path: Path, listed_at: float) -> tuple[str, str, int, str | None]:
+    stat = path.stat()
+    return chunk_id, path.absolute().as_uri(), stat.st_size, local_version(stat, listed_at)
+
+
+def _remote_version(info: ObjectInfo) -> str | None:
+    if info.version is not None:
+        return info.version
+    return f"md5:{info.md5}:{info.size}" if info.md5 else None
 
 
 class StoreSource:
@@ -62,7 +72,7 @@ class StoreSource:
 
     def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
         found = [
-            (relative_key(info.key, self.place.path), self.place.uri(info.key), info.size)
+            (relative_key(info.key, self.place.path), self.place.uri(info.key), info.size, _remote_version(info))
             for info in self.place.store.list(self.place.path)
         ]
         if not found:
@@ -72,16 +82,16 @@ class StoreSource:
         return _refs_for(found)
 
 
-def _refs_for(entries: list[tuple[str, str, int]]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+def _refs_for(entries: list[tuple[str, str, int, str | None]]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
     refs: list[ChunkRef] = []
     failures: list[ChunkFailure] = []
-    for chunk_id, uri, size in entries:
+    for chunk_id, uri, size, version in entries:
         try:
             validate_chunk_id(chunk_id)
         except InvalidChunkError as error:
             failures.append(ChunkFailure(chunk_id=chunk_id.encode("utf-8", "backslashreplace").decode(), reason=str(error)))
             continue
-        refs.append(ChunkRef(chunk_id=chunk_id, uri=uri, size=size))
+        refs.append(ChunkRef(chunk_id=chunk_id, uri=uri, size=size, version=version))
     return refs, failures
 
 

@@ -65,6 +65,7 @@ class ObjectInfo:
     size: int
     md5: str | None = None
     sha256: str | None = None
+    version: str | None = None
 
 
 class ReadableStore(Protocol):

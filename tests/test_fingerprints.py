@@ -1,0 +1,76 @@
+"""The fingerprint cache: which chunks a rerun may take from it, and which it must read again."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tasks.destinations import open_destination
+from tasks.fingerprints import (
+    FINGERPRINTS_NAME,
+    SETTLED_SECONDS,
+    FingerprintCache,
+    cache_of,
+    local_version,
+    read_fingerprints,
+    reuse_fingerprints,
+    write_fingerprints,
+)
+from tasks.models import ChunkFingerprint, ChunkRef
+
+SHA = "a" * 64
+
+
+def fingerprint(uri: str, version: str | None) -> ChunkFingerprint:
+    return ChunkFingerprint(chunk_id=uri, uri=uri, size=3, version=version, sha256=SHA)
+
+
+def test_a_file_changed_just_now_has_no_version_until_it_settles(tmp_path: Path) -> None:
+    """Within SETTLED_SECONDS of its last change a file is not trusted; later it is."""
+    path = tmp_path / "a"
+    path.write_bytes(b"abc")
+    stat = path.stat()
+    assert local_version(stat, time.time()) is None
+    assert local_version(stat, time.time() + SETTLED_SECONDS + 1) is not None
+
+
+def test_rewriting_a_file_with_its_old_times_still_changes_its_version(tmp_path: Path) -> None:
+    """Same size and modification time but new content: the change time moves, so the version does."""
+    path = tmp_path / "a"
+    path.write_bytes(b"abc")
+    before = path.stat()
+    later = time.time() + 60
+    path.write_bytes(b"xyz")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert after.st_mtime_ns == before.st_mtime_ns and after.st_size == before.st_size
+    assert local_version(after, later) != local_version(before, later)
+
+
+def test_only_chunks_listed_with_the_cached_version_are_reused() -> None:
+    """Same version: reused; another version, no version, or not cached: read again."""
+    cache = cache_of([fingerprint("same", "v1"), fingerprint("changed", "v1"), fingerprint("unversioned", "v1")])
+    refs = [
+        ChunkRef(chunk_id="same", uri="same", size=3, version="v1"),
+        ChunkRef(chunk_id="changed", uri="changed", size=3, version="v2"),
+        ChunkRef(chunk_id="unversioned", uri="unversioned", size=3, version=None),
+        ChunkRef(chunk_id="new", uri="new", size=3, version="v1"),
+    ]
+    known = reuse_fingerprints(refs, cache)
+    assert list(known) == ["same"] and known["same"].sha256 == SHA and known["same"].version == "v1"
+
+
+def test_chunks_without_a_version_stay_out_of_the_cache() -> None:
+    """A fingerprint whose source gave no version is never cached."""
+    assert list(cache_of([fingerprint("a", None), fingerprint("b", "v")]).entries) == ["b"]
+
+
+def test_the_cache_round_trips_and_a_corrupt_one_reads_as_empty(tmp_path: Path) -> None:
+    """Written then read gives the same cache; garbage in the file gives an empty cache, not an error."""
+    destination = open_destination(str(tmp_path))
+    cache = cache_of([fingerprint("a", "v")])
+    write_fingerprints(destination, "job", cache)
+    assert read_fingerprints(destination, "job") == cache
+    (tmp_path / "job" / FINGERPRINTS_NAME).write_text("{not json")
+    assert read_fingerprints(destination, "job") == FingerprintCache()
