@@ -41,7 +41,8 @@ def compress_chunks(request: CompressJob) -> JobReport:
             get_run_logger().warning("job %s: %s", request.job, stopped)
             break
         outcomes.append(run_batch(batch, settings, request.refresh_checkpoints, index))
-        record_spend_task(settings, budget)
+        if not outcomes[-1].from_checkpoint:
+            record_spend_task(settings, budget)
         progress.advance(index + 1)
     manifest = write_manifest_task(settings, unwalked(finished_recipes(outcomes)))
     spent = record_spend_task(settings, budget, final=True)
