@@ -27,8 +27,13 @@ class CheckpointStorage(WritableFileSystem):
     """
 
     _block_type_name = "Colabflow Checkpoint Storage"
-    _logo_url = HttpUrl("https://images.ctfassets.net/gm98wzqotmnx/3ERWUPbFEzJhMNsUh6wXXa/a5bb2e9fb4e4b1e2a32c3b8d1e6f7ee1/folder.png")
-    _documentation_url = HttpUrl("https://github.com/colabflow/colabflow/blob/main/docs/storage.md")
+    # Prefect's own file-system logo and results guide, as its LocalFileSystem block uses them: the
+    # logo is pinned to a commit of PrefectHQ/prefect, so it never moves. Our guide is docs/storage.md.
+    _logo_url = HttpUrl(
+        "https://raw.githubusercontent.com/PrefectHQ/prefect/420d0d6a78bb6df1fc18bcf188fdad43c1d22ea9"
+        "/assets/block-logos/filesystem.png"
+    )
+    _documentation_url = HttpUrl("https://docs.prefect.io/latest/develop/results#specifying-a-default-filesystem")
 
     location: str = Field(
         description="Folder that holds the results: a local directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH."

@@ -6,6 +6,21 @@ sha256 (kept in its metadata) or md5 is left alone. After an upload the object's
 against the local bytes. Large files go up as resumable uploads in chunks: a dropped connection
 resends one chunk, not the file. `STORAGE_EMULATOR_HOST` is honoured: with it set and no
 credentials block named, the client is anonymous.
+
+Why `GcpCredentials` and not prefect-gcp's `GcsBucket` (read in prefect-gcp 0.6.22): GcsBucket
+builds each `Blob` inside its own methods, so it cannot carry what this store guarantees.
+`read_path`/`write_path` take no options, so every write is an unconditional overwrite.
+`upload_from_path`/`upload_from_file_object` pass keyword arguments on to `Blob.upload_from_*`
+(a precondition and `checksum="md5"` would go through), but they cannot set the blob's
+`metadata` (our sha256) or `chunk_size` (resumable chunks stay at the library's 100 MiB), and
+they return only the object name, so checking the md5 GCS computed costs another request. Each
+of its reads and writes first runs `get_bucket()`, a `buckets.get` request: an extra round trip per
+object, and a permission (`storage.buckets.get`) that roles/storage.objectAdmin and objectViewer
+do not grant (google-cloud-storage's own background lookup of the bucket shrugs off that 403;
+GcsBucket's raises it). It has no stat, and `list_blobs` (sizes and md5s) cannot turn off the client
+library's own retries, which ignore `Retry-After` and would stack under ours. So this module
+takes the client from the `GcpCredentials` block users already save and drives
+google-cloud-storage's `Blob` directly: the same library GcsBucket wraps, and no HTTP of our own.
 """
 
 from __future__ import annotations

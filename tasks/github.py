@@ -4,11 +4,13 @@ The ref is resolved to one commit, and that commit's tree listed, once per proce
 of a job sees one tree and a chunk URI (`github://OWNER/REPO@COMMIT/PATH`) names bytes that never
 change. Blobs come from the git blobs API (raw bytes up to 100 MB, past the contents API's 1 MB),
 are spooled to a temporary file and checked against their git sha1 before anyone reads them.
+A blob past 100 MB is refused by GitHub (403 `too_large`), and the error says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import tempfile
@@ -118,9 +120,9 @@ class GitHubStore:
         if skipped:
             logger.warning("%s: skipped %d entries that are not regular files: %s%s", self.location,
                            len(skipped), ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
-        for key, (_, size) in snapshot.blobs.items():
+        for key, (blob_sha, size) in snapshot.blobs.items():
             if _below(key, prefix):
-                yield ObjectInfo(key=key, size=size)
+                yield ObjectInfo(key=key, size=size, version=f"git:{blob_sha}")
 
     def contains(self, prefix: str) -> bool:
         """True when the prefix is a file of the commit or a directory holding one."""
@@ -128,7 +130,7 @@ class GitHubStore:
 
     def stat(self, key: str) -> ObjectInfo | None:
         entry = self._snapshot().blobs.get(key)
-        return ObjectInfo(key=key, size=entry[1]) if entry else None
+        return ObjectInfo(key=key, size=entry[1], version=f"git:{entry[0]}") if entry else None
 
     def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
         entry = self._snapshot().blobs.get(key)
@@ -225,6 +227,11 @@ class GitHubStore:
             return RemoteUnavailableError(f"GitHub rate limit reached ({status}) for {subject}{advice}", wait)
         if transient:
             return RemoteUnavailableError(f"GitHub answered {status} for {subject}", wait)
+        if status == 403 and _too_large(response):
+            raise StorageRejectedError(
+                f"GitHub refused {subject} as too large (403 too_large): its blobs API serves blobs up to 100 MB; "
+                "clone the repository and compress the clone as a local directory"
+            )
         block = f"Secret block {self.token_block!r}"
         if status in (404, 422):
             hint = (f"or the token in {block} cannot see it" if self._token else
@@ -244,6 +251,15 @@ class GitHubStore:
 
 def _below(key: str, prefix: str) -> bool:
     return not prefix or key == prefix or key.startswith(prefix + "/")
+
+
+def _too_large(response: httpx.Response) -> bool:
+    """Whether a refusal is GitHub's `too_large` (a blob past the API's size limit), not a permission."""
+    try:
+        errors = json.loads(response.read()).get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(error, dict) and error.get("code") == "too_large" for error in errors)
 
 
 def _read_json(response: httpx.Response) -> Any:

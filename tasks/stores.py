@@ -59,7 +59,11 @@ class StorageAccess(BaseModel):
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What a store knows about one object without reading it."""
+    """What a store knows about one object without reading it.
+
+    `version` identifies the content when the store gives such an id for free (GitHub: the git
+    blob id); stores that give an md5 leave it None and the md5 serves instead.
+    """
 
     key: str
     size: int

@@ -1,8 +1,9 @@
 """A reverse proxy that passes HTTP requests to a real upstream, except the faults a test queues.
 
 Tests point a client at the proxy and queue faults by method and path: an answer (429 with
-Retry-After, 503, 401, 403, 404, 412) or a dropped connection. Everything else reaches the
-upstream server unchanged, and every request is recorded.
+Retry-After, 503, 401, 403, 404, 412), a connection dropped before the answer, or one dropped in
+the middle of the upstream's answer. Everything else reaches the upstream server unchanged, and
+every request is recorded with its arrival time, so a test can check the waits a client kept.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +23,9 @@ from urllib.parse import urlsplit
 class Fault:
     """Answer `status` (or drop the connection when status is None) to matching requests.
 
-    The first `skip` matching requests pass through; the next `times` get the fault.
+    With `cut_body_at` set, the request goes upstream instead, and the client gets the upstream's
+    status and headers (the full Content-Length) but only that many body bytes before the
+    connection closes. The first `skip` matching requests pass through; the next `times` get the fault.
     """
 
     method: str
@@ -31,17 +35,19 @@ class Fault:
     body: bytes = b""
     times: int = 1
     skip: int = 0
+    cut_body_at: int | None = None
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request the proxy saw; header names are lower case."""
+    """One request the proxy saw; header names are lower case, `arrived` is time.monotonic()."""
 
     method: str
     path: str
     headers: dict[str, str]
     body_size: int
     faulted: bool
+    arrived: float
 
 
 class FaultProxy:
@@ -61,31 +67,37 @@ class FaultProxy:
                 return
 
             def _handle(self) -> None:
+                arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 fault = proxy.take_fault(self.command, self.path)
                 proxy.record(Recorded(self.command, self.path, {name.lower(): value for name, value in self.headers.items()},
-                                      len(body), fault is not None))
-                if fault is not None and fault.status is None:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                if fault is not None:
-                    self.send_response(fault.status)
-                    for name, value in {"Content-Type": "application/json", **fault.headers}.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(fault.body)))
-                    self.end_headers()
-                    self.wfile.write(fault.body)
-                    return
-                status, headers, content = proxy.forward(self.command, self.path, dict(self.headers), body)
+                                      len(body), fault is not None, arrived))
+                if fault is not None and fault.status is None and fault.cut_body_at is None:
+                    self._drop()
+                elif fault is not None and fault.status is not None:
+                    self._answer(fault.status, list({"Content-Type": "application/json", **fault.headers}.items()),
+                                 fault.body)
+                else:
+                    status, headers, content = proxy.forward(self.command, self.path, dict(self.headers), body)
+                    self._answer(status, headers, content, fault.cut_body_at if fault else None)
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], content: bytes, cut_at: int | None = None) -> None:
+                """Send the answer; with `cut_at`, only that much of its body before dropping the connection."""
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(content)
+                self.wfile.write(content if cut_at is None else content[:cut_at])
+                if cut_at is not None:
+                    self.wfile.flush()
+                    self._drop()
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                self.connection.shutdown(2)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

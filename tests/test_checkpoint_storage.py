@@ -28,6 +28,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
 
 
 def test_paths_round_trip_sync_and_async(storage: CheckpointStorage) -> None:
+    """write_path/read_path and their async twins store and return the same bytes under the location."""
     assert storage.write_path("batch-a", b'{"a": 1}').endswith("/batch-a")
     assert storage.read_path("batch-a") == b'{"a": 1}'
     asyncio.run(storage.awrite_path("batch-b", b"[2]"))
@@ -35,6 +36,7 @@ def test_paths_round_trip_sync_and_async(storage: CheckpointStorage) -> None:
 
 
 def test_json_results_load_and_pickled_ones_are_refused(storage: CheckpointStorage) -> None:
+    """Prefect's ResultStore reads back a JSON result; a pickled one is refused, naming the serializer."""
     ResultStore(result_storage=storage, serializer=JSONSerializer()).write({"ratio": 2.5}, key="plain")
     assert ResultStore(result_storage=storage, serializer=JSONSerializer()).read("plain").result == {"ratio": 2.5}
     ResultStore(result_storage=storage, serializer=PickleSerializer()).write({"ratio": 2.5}, key="pickled")

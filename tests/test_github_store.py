@@ -1,3 +1,5 @@
+"""GitHub as a read-only store, against GitHub's REST endpoints served by pytest-httpserver."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +24,7 @@ from tasks.errors import (
 from tasks.github import GitHubStore, github_place, parse_github_uri
 from tasks.retries import RetryPolicy
 from tasks.stores import StorageAccess, read_bytes
+from tests.fault_proxy import Fault, fault_proxy
 
 TOKEN = "ghp_never-print-me"
 FILES = {
@@ -295,6 +298,59 @@ def test_a_cut_short_blob_is_fetched_again(
     place = github_place(f"github://octo/{repo.name}@main", access, policy)
     assert read_bytes(place.store, "data/big.bin") == big
     assert sleep.delays == [0.5]
+
+
+@pytest.mark.parametrize("token", [TOKEN, None])
+def test_a_blob_over_100_mb_is_refused_as_too_large_not_as_a_permission(
+    httpserver: HTTPServer, policy: RetryPolicy, sleep: RecordedSleep, token: str | None
+) -> None:
+    """GitHub's 403 too_large on a blob says the 100 MB limit and what to do, not that the token may not read."""
+    repo = FakeRepo(httpserver, token=token)
+    refusal = {"message": "the requested blob is too large", "errors": [{"resource": "Blob", "field": "data",
+                                                                          "code": "too_large"}]}
+    httpserver.expect_oneshot_request(repo.base + repo.blob_path(FILES["data/big.bin"])).respond_with_json(refusal, 403)
+    with pytest.raises(StorageRejectedError) as caught:
+        read_bytes(store_for(repo, policy, token), "data/big.bin")
+    message = str(caught.value)
+    assert "as too large (403 too_large): its blobs API serves blobs up to 100 MB" in message
+    assert "clone the repository" in message and "may not read" not in message and "anonymous" not in message
+    assert sleep.delays == []
+
+
+def test_503_with_retry_after_is_waited_out_before_the_next_request(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a 503 asking Retry-After: 1, the retry reaches the server at least 1 s later, and the log says so."""
+    repo = FakeRepo(httpserver)
+    with fault_proxy(httpserver.url_for("/")) as proxy:
+        proxy.add(Fault("GET", "/git/blobs/", 503, {"Retry-After": "1"}, b'{"message": "busy"}'))
+        store = GitHubStore(repo.owner, repo.name, "main", api_url=proxy.url,
+                            policy=RetryPolicy(attempts=3, base_delay=0.01, max_delay=3600.0))
+        with caplog.at_level(logging.WARNING, logger="colabflow.github"):
+            assert read_bytes(store, "src/a.py") == FILES["src/a.py"]
+    faulted, retried = [request for request in proxy.requests if "/git/blobs/" in request.path]
+    assert faulted.faulted and not retried.faulted
+    assert retried.arrived - faulted.arrived >= 1.0
+    assert "GitHub answered 503 for blob" in caplog.text and "waiting 1.0 s before attempt 2 of 3" in caplog.text
+
+
+@pytest.mark.parametrize("cut_body_at", [None, 1000], ids=["before-the-answer", "mid-body"])
+def test_a_dropped_connection_is_retried_and_the_bytes_are_right(
+    httpserver: HTTPServer, policy: RetryPolicy, sleep: RecordedSleep, caplog: pytest.LogCaptureFixture,
+    cut_body_at: int | None,
+) -> None:
+    """A connection closed before or in the middle of a blob's answer is retried; the reader gets the whole blob."""
+    repo = FakeRepo(httpserver)
+    big = FILES["data/big.bin"]
+    with fault_proxy(httpserver.url_for("/")) as proxy:
+        proxy.add(Fault("GET", "/git/blobs/", None, cut_body_at=cut_body_at))
+        store = GitHubStore(repo.owner, repo.name, "main", api_url=proxy.url, policy=policy)
+        with caplog.at_level(logging.WARNING, logger="colabflow.github"):
+            assert hashlib.sha256(read_bytes(store, "data/big.bin")).digest() == hashlib.sha256(big).digest()
+    blobs = [request for request in proxy.requests if "/git/blobs/" in request.path]
+    assert [request.faulted for request in blobs] == [True, False]
+    assert sleep.delays == [0.5]
+    assert "GitHub could not be reached for blob" in caplog.text and "RemoteProtocolError" in caplog.text
 
 
 @pytest.mark.parametrize(
