@@ -5,6 +5,11 @@ so a rerun loads it instead of doing the work. Inside a batch, a chunk whose rec
 at the destination with the same sha256 is not compressed again, so a killed batch resumes
 where it stopped.
 
+Every error of one chunk is that chunk's: it is retried on its own when it may pass, then becomes
+a ChunkFailure, and the rest of the batch completes. The batch task's retries cover what fails
+the whole batch (the codec, the telemetry record). A checkpoint holding failures is run again on
+the next run, so a rerun retries quarantined chunks.
+
 How one chunk is compressed (in memory, streamed, or with its batch) is in tasks/chunk_codec.py.
 """
 
@@ -18,6 +23,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
@@ -25,11 +31,10 @@ from tasks.checkpoint import BATCH_RUN_PREFIX, batch_checkpoint_key, batch_run_n
 from tasks.chunk_codec import STREAM_THRESHOLD, Pending, compress_and_store, compress_together, read_verified
 from tasks.codecs import Codec, CodecChoice, resolve_codec
 from tasks.destinations import Destination, normalize_location, open_destination
-from tasks.errors import InvalidChunkError, SourceNotFoundError
-from tasks.fetch import io_thread_count
+from tasks.fetch import attempt_chunk, chunk_retry_policy, io_thread_count
 from tasks.models import BatchOutcome, BatchResult, BatchSettings, ChunkFailure, ChunkFingerprint, Recipe
 from tasks.oom_backoff import BatchSizeMemory
-from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
+from tasks.retries import IO_RETRY_DELAYS, RetryPolicy, retry_if_transient
 from tasks.stores import StorageAccess, open_place
 from tasks.telemetry import batch_telemetry, read_device_telemetry, record_batch_telemetry
 from tasks.unwalked import unwalked
@@ -58,13 +63,18 @@ def prepare_job(
     )
 
 
-def finished_recipe(destination: Destination, job: str, chunk: ChunkFingerprint, codec: Codec) -> Recipe | None:
-    """Return the chunk's recipe if the destination already holds this exact output."""
+def finished_recipe(
+    destination: Destination, job: str, chunk: ChunkFingerprint, output: tuple[str, str, int]
+) -> Recipe | None:
+    """Return the chunk's recipe if the destination already holds this exact output.
+
+    `output` is the codec name, codec version and level the recipe must name.
+    """
     recipe = destination.read_recipe(job, chunk.chunk_id)
     if (
         recipe is None
         or recipe.original_sha256 != chunk.sha256
-        or (recipe.codec, recipe.codec_version, recipe.level) != (codec.name, codec.version, codec.level)
+        or (recipe.codec, recipe.codec_version, recipe.level) != output
         or destination.chunk_size(job, chunk.chunk_id) != recipe.compressed_size
     ):
         return None
@@ -83,35 +93,42 @@ def batch_codec(settings: BatchSettings) -> Codec:
 
 
 def compress_batch(batch: list[ChunkFingerprint], settings: BatchSettings) -> BatchResult:
-    """Fetch, compress and upload a batch. Bad chunks become failures; I/O errors propagate."""
+    """Fetch, compress and upload a batch. A chunk that keeps failing becomes a failure; the rest complete."""
     return compress_batch_with(batch, settings, batch_codec(settings), open_destination(settings.destination, settings.access))
 
 
 def compress_batch_with(
-    batch: list[ChunkFingerprint], settings: BatchSettings, codec: Codec, destination: Destination
+    batch: list[ChunkFingerprint], settings: BatchSettings, codec: Codec, destination: Destination,
+    policy: RetryPolicy | None = None,
 ) -> BatchResult:
-    """`compress_batch` with its codec and destination given.
+    """`compress_batch` with its codec, destination and per-chunk retry policy given.
 
     A CPU codec compresses each chunk in its own thread. A GPU codec gets every in-memory chunk
     of the batch in one call, so the GPU sees a batch, not one chunk at a time.
     """
     together = codec.device != "cpu"
+    chunk_policy = policy or chunk_retry_policy()
+    output = (codec.name, codec.version, codec.level)
+
+    def work(chunk: ChunkFingerprint) -> tuple[Recipe, bool] | Pending:
+        existing = finished_recipe(destination, settings.job, chunk, output)
+        if existing is not None:
+            return existing, True
+        if together and chunk.size <= STREAM_THRESHOLD:
+            return Pending(chunk, read_verified(chunk, settings.access))
+        return compress_and_store(chunk, codec, destination, settings.job, settings.access), False
 
     def process(chunk: ChunkFingerprint) -> tuple[Recipe, bool] | ChunkFailure | Pending:
-        try:
-            existing = finished_recipe(destination, settings.job, chunk, codec)
-            if existing is not None:
-                return existing, True
-            if together and chunk.size <= STREAM_THRESHOLD:
-                return Pending(chunk, read_verified(chunk, settings.access))
-            return compress_and_store(chunk, codec, destination, settings.job, settings.access), False
-        except (InvalidChunkError, SourceNotFoundError) as error:
-            return ChunkFailure(chunk_id=chunk.chunk_id, reason=str(error))
+        return attempt_chunk(chunk.chunk_id, lambda: work(chunk), chunk_policy)
 
-    def store(compressed: tuple[bytes, Recipe]) -> tuple[Recipe, bool]:
+    def store(compressed: tuple[bytes, Recipe]) -> tuple[Recipe, bool] | ChunkFailure:
         member, recipe = compressed
-        destination.put_chunk(settings.job, recipe.chunk_id, member, recipe)
-        return recipe, False
+
+        def put() -> tuple[Recipe, bool]:
+            destination.put_chunk(settings.job, recipe.chunk_id, member, recipe)
+            return recipe, False
+
+        return attempt_chunk(recipe.chunk_id, put, chunk_policy)
 
     with ThreadPoolExecutor(min(io_thread_count(), len(batch))) as pool:
         outcomes = list(pool.map(process, batch))
@@ -185,20 +202,70 @@ def prepare_job_task(
     return prepare_job(destination, job, codec_choice, level, access, results)
 
 
+def salvage_batch(batch: list[ChunkFingerprint], settings: BatchSettings, error: str) -> BatchResult:
+    """After a batch failed for good, keep the chunks that reached the destination; only the rest fail.
+
+    The chunks kept reach the manifest. Those written in this run count as compressed, older
+    ones as found at the destination.
+    """
+    output = (settings.codec, settings.codec_version, settings.level)
+    once = RetryPolicy(attempts=1)
+
+    def check(chunk: ChunkFingerprint) -> Recipe | None | ChunkFailure:
+        destination = open_destination(settings.destination, settings.access)
+        return attempt_chunk(chunk.chunk_id, lambda: finished_recipe(destination, settings.job, chunk, output), once)
+
+    with ThreadPoolExecutor(min(io_thread_count(), len(batch))) as pool:
+        found = list(pool.map(check, batch))
+    recipes = [item for item in found if isinstance(item, Recipe)]
+    return BatchResult(
+        recipes=recipes,
+        failures=[
+            ChunkFailure(chunk_id=chunk.chunk_id, reason=f"chunk {chunk.chunk_id!r}: its batch failed: {error}")
+            for chunk, item in zip(batch, found) if not isinstance(item, Recipe)
+        ],
+        found_at_destination=[recipe.chunk_id for recipe in recipes if recipe.created_at < settings.started_at],
+    )
+
+
+@task(name="salvage-batch", cache_policy=NO_CACHE, persist_result=False)
+def salvage_batch_task(batch: list[ChunkFingerprint], settings: BatchSettings, error: str) -> BatchResult:
+    """Find which chunks of a failed batch are at the destination anyway."""
+    return salvage_batch(batch, settings, error)
+
+
 def run_batch(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: bool, batch_index: int) -> BatchOutcome:
-    """Run the batch task and record whether it came from a checkpoint or failed for good, and its time."""
+    """Run the batch task and record whether it came from a checkpoint or failed for good, and its time.
+
+    A checkpoint that holds failures is not trusted as done: the batch runs again, its finished
+    chunks come from the destination and its failed ones are tried again. A batch that fails
+    for good keeps the chunks that reached the destination.
+    """
     started = time.perf_counter()
+    state = _batch_state(batch, settings, refresh, batch_index)
+    result = state.result() if state.is_completed() else None
+    if result is not None and result.failures and state.name == "Cached":
+        state = _batch_state(batch, settings, True, batch_index)
+        result = state.result() if state.is_completed() else None
+    chunk_ids = [chunk.chunk_id for chunk in batch]
+    if result is not None:
+        return BatchOutcome(
+            chunk_ids=chunk_ids, result=result, from_checkpoint=state.name == "Cached",
+            seconds=time.perf_counter() - started,
+        )
+    error = state.result(raise_on_failure=False)
+    message = str(error) if isinstance(error, BaseException) else state.message or state.name
+    salvaged = salvage_batch_task(unwalked(batch), settings, message, return_state=True)
+    return BatchOutcome(
+        chunk_ids=chunk_ids, result=salvaged.result() if salvaged.is_completed() else None, error=message,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _batch_state(batch: list[ChunkFingerprint], settings: BatchSettings, refresh: bool, batch_index: int) -> State[BatchResult]:
+    """The final state of the batch task: loaded from its checkpoint unless `refresh`, else run."""
     runner = compress_batch_task.with_options(
         result_storage=checkpoint_storage(settings), refresh_cache=refresh,
         task_run_name=batch_run_name(batch_checkpoint_key(batch, settings)),
     )
-    state = runner(unwalked(batch), settings, batch_index, return_state=True)
-    chunk_ids = [chunk.chunk_id for chunk in batch]
-    seconds = time.perf_counter() - started
-    if state.is_completed():
-        return BatchOutcome(
-            chunk_ids=chunk_ids, result=state.result(), from_checkpoint=state.name == "Cached", seconds=seconds
-        )
-    error = state.result(raise_on_failure=False)
-    message = str(error) if isinstance(error, BaseException) else state.message
-    return BatchOutcome(chunk_ids=chunk_ids, error=message, seconds=seconds)
+    return runner(unwalked(batch), settings, batch_index, return_state=True)

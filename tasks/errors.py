@@ -16,12 +16,24 @@
     └── RemoteUnavailableError(ConnectionError) a remote that may answer later (429, 5xx, network)
 
 Messages name the thing, what was expected, what arrived and what to do next.
-Bad input (the ValueError branch) is never retried; the remote branch is.
+Bad input (the ValueError branch) is never retried; the remote branch is, and so is an OS error
+unless its errno says the input or the place is wrong (`is_retryable`).
 """
 
 from __future__ import annotations
 
 import errno
+
+_OS_ERROR_ADVICE = {
+    errno.EACCES: "no permission to write there; choose a destination you own or fix its permissions",
+    errno.EPERM: "the operation is not permitted there; choose another destination",
+    errno.EROFS: "the file system is read-only; choose a writable destination",
+    errno.ENOSPC: "the disk is full; free space or choose another destination, then rerun (finished chunks are kept)",
+    errno.EDQUOT: "the disk quota is exhausted; free space or choose another destination, then rerun",
+    errno.ENAMETOOLONG: "a file name is too long for this file system; shorten the chunk's name "
+    "(its last segment plus '.recipe.json' must fit in 255 bytes)",
+    errno.ENOTDIR: "a path component is a file, not a directory; choose another destination",
+}
 
 
 class ColabflowError(Exception):
@@ -66,18 +78,8 @@ class DestinationError(ColabflowError, OSError):
     @classmethod
     def for_os_error(cls, error: OSError, path: object) -> DestinationError:
         """Say what a failed local write means and what to do about it."""
-        advice = {
-            errno.EACCES: "no permission to write there; choose a destination you own or fix its permissions",
-            errno.EPERM: "the operation is not permitted there; choose another destination",
-            errno.EROFS: "the file system is read-only; choose a writable destination",
-            errno.ENOSPC: "the disk is full; free space or choose another destination, then rerun "
-            "(finished chunks are kept)",
-            errno.EDQUOT: "the disk quota is exhausted; free space or choose another destination, then rerun",
-            errno.ENAMETOOLONG: "a file name is too long for this file system; shorten the chunk's name "
-            "(its last segment plus '.recipe.json' must fit in 255 bytes)",
-            errno.ENOTDIR: "a path component is a file, not a directory; choose another destination",
-        }.get(error.errno or 0, "see the system error")
-        return cls(f"cannot write {str(path)!r}: {error.strerror}; {advice}")
+        return cls(f"cannot write {str(path)!r}: {error.strerror}; "
+                   f"{_OS_ERROR_ADVICE.get(error.errno or 0, 'see the system error')}")
 
 
 class CorruptOutputError(ColabflowError, ValueError):
@@ -104,10 +106,21 @@ class RemoteUnavailableError(ColabflowError, ConnectionError):
         self.retry_after = retry_after
 
 
+# OS errors that say the input or the place is wrong: the same call fails the same way again.
+_PERMANENT_ERRNOS = frozenset({
+    *_OS_ERROR_ADVICE, errno.EISDIR, errno.ENOENT, errno.ELOOP, errno.EINVAL, errno.EEXIST, errno.EFBIG, errno.EBADF,
+})
+
+
 def is_retryable(error: BaseException) -> bool:
-    """Tell whether a failed attempt may succeed when tried again."""
+    """Tell whether a failed attempt may succeed when tried again.
+
+    Remote hiccups and OS errors such as EIO or a timeout may pass; colabflow's own errors, bad
+    input (a name too long, a directory where a file should be, no permission) and anything
+    that is not an OS error fail the same way every time.
+    """
     if isinstance(error, RemoteUnavailableError):
         return True
     if isinstance(error, ColabflowError):
         return False
-    return isinstance(error, OSError)
+    return isinstance(error, OSError) and error.errno not in _PERMANENT_ERRNOS

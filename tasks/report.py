@@ -24,6 +24,9 @@ def summarize_job(
 ) -> JobReport:
     """Count what happened. A chunk counts as reused when a checkpoint or the destination had it.
 
+    A chunk fails on its own (its reason says why and how often it was tried); a whole batch
+    fails only when even its salvage could not tell which of its chunks reached the destination.
+
     `spent` is the run's ledger line; `stopped_reason` says why the run took no more batches.
     """
     compressed = reused = bytes_in = bytes_out = 0
@@ -32,7 +35,7 @@ def summarize_job(
     for outcome in outcomes:
         if outcome.result is None:
             failed.extend(
-                ChunkFailure(chunk_id=chunk_id, reason=f"its batch failed: {outcome.error}")
+                ChunkFailure(chunk_id=chunk_id, reason=f"chunk {chunk_id!r}: its batch failed: {outcome.error}")
                 for chunk_id in outcome.chunk_ids
             )
             continue
