@@ -30,7 +30,7 @@ def compress_chunks(request: CompressJob) -> JobReport:
     )
     budget = load_budget_task(request.compute_budget)
     spent_before = read_spend_task(settings)
-    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, request.access)
+    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints)
     record_job_task(settings, unwalked(plan))
     progress = ProgressArtifact(request.job, len(plan.batches))
     outcomes: list[BatchOutcome] = []

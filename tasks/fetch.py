@@ -13,7 +13,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.errors import ColabflowError, RemoteUnavailableError, is_retryable
-from tasks.models import ChunkFailure, ChunkFingerprint, ChunkRef, JobPlan
+from tasks.destinations import open_destination
+from tasks.fingerprints import FingerprintCache, cache_of, read_fingerprints, reuse_fingerprints, write_fingerprints
+from tasks.models import BatchSettings, ChunkFailure, ChunkFingerprint, ChunkRef, JobPlan
 from tasks.retries import IO_RETRY_DELAYS, RetryPolicy, retry_if_transient
 from tasks.sources import list_sources, open_chunk
 from tasks.stores import READ_BLOCK, StorageAccess
@@ -102,7 +104,8 @@ def fingerprint_chunk(ref: ChunkRef, access: StorageAccess = StorageAccess()) ->
         while block := stream.read(READ_BLOCK):
             digest.update(block)
             size += len(block)
-    return ChunkFingerprint(chunk_id=ref.chunk_id, uri=ref.uri, size=size, sha256=digest.hexdigest())
+    version = ref.version if size == ref.size else None
+    return ChunkFingerprint(chunk_id=ref.chunk_id, uri=ref.uri, size=size, version=version, sha256=digest.hexdigest())
 
 
 def fingerprint_chunks(
@@ -144,16 +147,31 @@ def plan_batches(
 
 
 def plan_job(
-    sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess = StorageAccess()
+    sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess = StorageAccess(),
+    cache: FingerprintCache = FingerprintCache(),
 ) -> JobPlan:
-    """List, validate and fingerprint every chunk, then batch them."""
+    """List and validate every chunk, fingerprint those the cache does not know, then batch them."""
     refs, invalid = list_sources(sources, access)
-    fingerprints, unreadable = fingerprint_chunks(refs, access)
+    known = reuse_fingerprints(refs, cache)
+    fresh, unreadable = fingerprint_chunks([ref for ref in refs if ref.uri not in known], access)
+    by_uri = {**known, **{chunk.uri: chunk for chunk in fresh}}
+    fingerprints = [by_uri[ref.uri] for ref in refs if ref.uri in by_uri]
     return JobPlan(
         batches=plan_batches(fingerprints, batch_size, batch_bytes),
         failures=invalid + unreadable,
         chunks_total=len(refs) + len(invalid),
+        chunks_read=len(refs) - len(known),
     )
+
+
+def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, settings: BatchSettings,
+                        refresh: bool) -> JobPlan:
+    """`plan_job` with the job's fingerprint cache, read before and rewritten after (ignored on refresh)."""
+    destination = open_destination(settings.destination, settings.access)
+    cache = FingerprintCache() if refresh else read_fingerprints(destination, settings.job)
+    plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache)
+    write_fingerprints(destination, settings.job, cache_of([chunk for batch in plan.batches for chunk in batch]))
+    return plan
 
 
 @task(
@@ -164,6 +182,6 @@ def plan_job(
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess) -> JobPlan:
-    """List and fingerprint the job's chunks."""
-    return plan_job(sources, batch_size, batch_bytes, access)
+def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, settings: BatchSettings, refresh: bool) -> JobPlan:
+    """List the job's chunks and fingerprint those that changed since the last run."""
+    return plan_job_with_cache(sources, batch_size, batch_bytes, settings, refresh)

@@ -123,6 +123,7 @@ class JobReport(BaseModel):
     seconds: float
     batches_total: int
     batches_reused: int
+    chunks_read: int = Field(ge=0, description="Chunks read and hashed to plan this run; the rest came from the fingerprint cache.")
     manifest_sha256: str
     device: str = Field(default="cpu", description="Where the job's codec ran: 'cpu' or the GPU's name.")
     gpu_class: str = Field(default="cpu", description="The device's compute-unit class: a100, l4, t4, any or cpu.")
@@ -138,6 +139,7 @@ class JobPlan(_Frozen):
     batches: list[list[ChunkFingerprint]]
     failures: list[ChunkFailure]
     chunks_total: int
+    chunks_read: int = Field(ge=0, description="Chunks read and hashed; the others came from the fingerprint cache.")
 
 
 class BatchSettings(_Frozen):

@@ -62,6 +62,7 @@ def summarize_job(
         seconds=round((finished_at - settings.started_at).total_seconds(), 3),
         batches_total=len(outcomes),
         batches_reused=sum(outcome.from_checkpoint for outcome in outcomes),
+        chunks_read=plan.chunks_read,
         manifest_sha256=manifest.sha256,
         device=settings.device,
         gpu_class=spent.gpu_class,

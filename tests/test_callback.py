@@ -21,7 +21,7 @@ from tasks.retries import RetryPolicy, parse_retry_after
 
 REPORT = JobReport(
     job="corpus", chunks_total=2, compressed=2, reused=0, failed=[], bytes_in=10, bytes_out=5,
-    seconds=0.1, batches_total=1, batches_reused=0, manifest_sha256="ab" * 32,
+    seconds=0.1, batches_total=1, batches_reused=0, chunks_read=2, manifest_sha256="ab" * 32,
 )
 
 

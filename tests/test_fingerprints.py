@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
 
+import pytest
+from pytest_httpserver import HTTPServer
+
+from flows.compress_chunks import compress_chunks
+from tasks.compress import prepare_job
 from tasks.destinations import open_destination
+from tasks.fetch import plan_job_with_cache
 from tasks.fingerprints import (
     FINGERPRINTS_NAME,
     SETTLED_SECONDS,
@@ -17,9 +24,17 @@ from tasks.fingerprints import (
     reuse_fingerprints,
     write_fingerprints,
 )
-from tasks.models import ChunkFingerprint, ChunkRef
+from tasks.models import ChunkFingerprint, ChunkRef, JobPlan
+from tasks.parameters import CompressJob
+from tasks.stores import StorageAccess
+from tests.github_fake import serve_repository
+from tests.servers import wait_until
 
 SHA = "a" * 64
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def fingerprint(uri: str, version: str | None) -> ChunkFingerprint:
@@ -74,3 +89,42 @@ def test_the_cache_round_trips_and_a_corrupt_one_reads_as_empty(tmp_path: Path) 
     assert read_fingerprints(destination, "job") == cache
     (tmp_path / "job" / FINGERPRINTS_NAME).write_text("{not json")
     assert read_fingerprints(destination, "job") == FingerprintCache()
+
+
+def settled(source: Path) -> bool:
+    """Whether every file under `source` was last changed long enough ago to be trusted."""
+    now = time.time()
+    return all(local_version(path.stat(), now) is not None for path in source.rglob("*") if path.is_file())
+
+
+def test_a_rerun_reads_only_changed_chunks_and_a_refresh_reads_all(sample_source: Path, tmp_path: Path) -> None:
+    """Settled files are read once; a changed one is read again; refresh_checkpoints reads every one."""
+    wait_until(lambda: settled(sample_source), 30, 0.1, "the sample files to settle")
+    settings = prepare_job(str(tmp_path / "out"), "job", "cpu", 6)
+
+    def plan(refresh: bool = False) -> JobPlan:
+        return plan_job_with_cache([str(sample_source)], 3, 1 << 20, settings, refresh)
+
+    first, second = plan(), plan()
+    assert (first.chunks_read, second.chunks_read) == (8, 0)
+    assert second.batches == first.batches
+    (sample_source / "README.md").write_text("changed\n")
+    third = plan()
+    assert third.chunks_read == 1
+    assert {chunk.chunk_id: chunk.sha256 for batch in third.batches for chunk in batch}["README.md"] == sha256_hex(b"changed\n")
+    assert plan(refresh=True).chunks_read == 8
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_rerun_of_a_github_job_downloads_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """Git blob ids identify content, so a rerun plans from the cache and asks GitHub for no blob."""
+    files = {f"data/part-{index}.txt": f"part {index}\n".encode() * 50 for index in range(4)}
+    repository = serve_repository(httpserver, files)
+    request = CompressJob(source=[f"github://{repository}@main/data"], destination=str(tmp_path / "out"), job="gh",
+                          access=StorageAccess(github_api_url=httpserver.url_for("/")))
+    first = compress_chunks(request)
+    blob_requests = sum("/git/blobs/" in entry.path for entry, _ in httpserver.log)
+    second = compress_chunks(request)
+    assert (first.chunks_read, first.compressed) == (4, 4)
+    assert (second.chunks_read, second.compressed, second.reused) == (0, 0, 4)
+    assert sum("/git/blobs/" in entry.path for entry, _ in httpserver.log) == blob_requests
