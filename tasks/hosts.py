@@ -11,12 +11,16 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import psutil
 
+from tasks.errors import RemoteUnavailableError
+
 GPU_CLASSES = ("a100", "l4", "t4")
 COLAB_RUNTIME_LIMIT_SECONDS = 24 * 3600
+DRIVE_MOUNTPOINT = "/content/drive"
 
 
 def gpu_class_of(device_name: str) -> str:
@@ -40,7 +44,7 @@ def detect_gpu_name() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
     query = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=False
     )
     names = query.stdout.strip().splitlines()
     return names[0].strip() if query.returncode == 0 and names else None
@@ -65,9 +69,17 @@ class Host(Protocol):
         """Give the machine back, so it stops costing money."""
         ...
 
+    def mount_drive(self, mountpoint: str = DRIVE_MOUNTPOINT) -> bool:
+        """Mount Google Drive at `mountpoint`; False when the machine has no Drive to mount."""
+        ...
+
 
 class LocalHost:
-    """Any machine: secrets from the environment; release runs a command when one is given."""
+    """Any machine: secrets from the environment; release runs a command when one is given.
+
+    It mounts no Drive: its own disk already outlives the worker, and `gdrive://` locations
+    (docs/storage.md) reach Drive from any machine.
+    """
 
     def __init__(self, release_command: list[str] | None = None) -> None:
         self.release_command = release_command
@@ -86,36 +98,74 @@ class LocalHost:
         if self.release_command:
             subprocess.run(self.release_command, check=True, timeout=120)
 
+    def mount_drive(self, mountpoint: str = DRIVE_MOUNTPOINT) -> bool:
+        """Mount nothing (see the class docstring), and say so."""
+        return False
+
+
+def container_started() -> float:
+    """When this container started (epoch seconds): the start of PID 1, its first process.
+
+    `/proc/uptime` would give the host machine's boot instead, which can be days earlier.
+    """
+    return float(psutil.Process(1).create_time())
+
 
 class ColabHost(LocalHost):
-    """A Google Colab runtime: 24 h cap, Colab secrets, `runtime.unassign()` to release."""
+    """A Google Colab runtime: 24 h cap, Colab secrets, Drive, `runtime.unassign()` to release."""
+
+    def __init__(self, runtime_started: Callable[[], float] = container_started,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.runtime_started = runtime_started
+        self.clock = clock
 
     def time_budget_seconds(self) -> float | None:
-        """24 h from the runtime's start, not from the worker's.
+        """24 h from the runtime's start, not from the worker's: a worker started late gets less.
 
-        The runtime's start is taken as the start of PID 1, the runtime container's first
-        process (`/proc/uptime` would be the host machine's). Not yet checked on a real runtime.
+        The runtime's start is `runtime_started()`, by default the container's (PID 1). That
+        Colab's cap counts from the container's start is not yet checked on a real runtime.
         """
-        started = float(psutil.Process(1).create_time())
-        return max(0.0, COLAB_RUNTIME_LIMIT_SECONDS - (time.time() - started))
+        return max(0.0, COLAB_RUNTIME_LIMIT_SECONDS - (self.clock() - self.runtime_started()))
 
     def secret(self, name: str) -> str | None:
+        """The Colab secret when this notebook may read it, else the environment's value.
+
+        Colab answers only inside the notebook kernel; a worker process (a child of the kernel)
+        finds the secrets the notebook exported in its environment instead.
+        """
         from google.colab import userdata
 
         try:
             return str(userdata.get(name))
-        except Exception:  # noqa: BLE001 - outside the kernel (a worker process) userdata cannot answer
+        except Exception:  # noqa: BLE001 - missing, not shared, or no kernel to ask: see the docstring
             return os.environ.get(name)
 
     def release(self) -> None:
-        """Unassign the runtime. Its request goes out first; an error after it (the call also
-        talks to the notebook kernel, which a worker process is not) means it was sent."""
-        from google.colab import runtime
+        """Unassign the runtime, so it stops using compute units.
+
+        `unassign()` first asks Colab's runtime service, then tells the notebook's page to
+        disconnect. A worker process is not the kernel, so that second step fails once the
+        runtime is already released; only `RuntimeManagementError` means it was not.
+        """
+        from google.colab import errors, runtime
 
         try:
             runtime.unassign()
+        except errors.RuntimeManagementError as error:
+            raise RemoteUnavailableError(
+                f"runtime.unassign() did not release this Colab runtime: {error}. It keeps using "
+                "compute units until you choose Runtime > Disconnect and delete runtime."
+            ) from error
         except Exception as error:  # noqa: BLE001 - see the docstring
-            print(f"colabflow worker: runtime.unassign() ended with {error!r} after its request", flush=True)
+            print(f"colabflow worker: runtime released; its page was not told ({type(error).__name__})", flush=True)
+
+    def mount_drive(self, mountpoint: str = DRIVE_MOUNTPOINT) -> bool:
+        """Mount the user's Drive; Colab asks for access the first time. Only the kernel can do it."""
+        from google.colab import drive
+
+        drive.mount(mountpoint)
+        return True
 
 
 def current_host() -> Host:

@@ -73,34 +73,44 @@ def test_no_cell_installs_or_upgrades_torch() -> None:
     assert not [line for line in installs if "torch" in line.lower()]
 
 
-def test_api_url_is_read_from_colab_secrets() -> None:
-    """PREFECT_API_URL comes from `userdata.get` and goes into the environment the worker inherits."""
-    cells = [source for source in code_cells() if "userdata.get(" in source]
+def test_api_url_is_read_through_the_host() -> None:
+    """PREFECT_API_URL comes from the host's secrets (Colab's userdata) and goes into the environment the worker inherits."""
+    cells = [source for source in code_cells() if "host.secret(" in source]
     assert len(cells) == 1
+    assert "host = current_host()" in cells[0]
     assert '"PREFECT_API_URL"' in cells[0] and 'os.environ["PREFECT_API_URL"]' in cells[0]
     assert "Notebook access" in cells[0]
+    assert not [source for source in code_cells() if "userdata.get(" in source or "drive.mount(" in source]
 
 
 def test_worker_runs_as_a_child_process() -> None:
-    """`colabflow worker` starts on a `!` line; no cell imports colabflow's modules into the kernel."""
+    """`colabflow worker` starts on a `!` line; the kernel imports only colabflow's host interface."""
     lines = [line.strip() for source in code_cells() for line in source.splitlines()]
     assert any(line.startswith("!colabflow worker") for line in lines)
     imports = re.compile(r"^(from|import)\s+(flows|tasks|deployments|blocks|prefect)\b")
-    assert not [line for line in lines if imports.match(line)]
+    assert [line for line in lines if imports.match(line)] == ["from tasks.hosts import current_host"]
     assert not [line for line in lines if "asyncio" in line]
 
 
+def test_the_host_interface_imports_no_prefect() -> None:
+    """Importing tasks.hosts (as the notebook's kernel does) loads neither Prefect nor colabflow's flows."""
+    code = ("import sys, tasks.hosts; print(sorted({name.split('.')[0] for name in sys.modules} "
+            "& {'prefect', 'flows', 'deployments', 'blocks', 'asyncio'}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def secret_variables(trees: list[ast.Module]) -> set[str]:
-    """Names assigned from `userdata.get(...)`, or from a notebook function that calls it."""
-    readers = {node.name for tree in trees for node in ast.walk(tree)
-               if isinstance(node, ast.FunctionDef) and "userdata.get(" in ast.unparse(node)}
+    """Names assigned from `host.secret(...)` or `userdata.get(...)`, or from a notebook function that calls one."""
+    readers = {node.name for tree in trees for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+               and ("userdata.get(" in ast.unparse(node) or "host.secret(" in ast.unparse(node))}
     names = set()
     for tree in trees:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
                 continue
             called = ast.unparse(node.value.func)
-            if called == "userdata.get" or called in readers:
+            if called in ("userdata.get", "host.secret") or called in readers:
                 names |= {target.id for target in node.targets if isinstance(target, ast.Name)}
     return names
 
@@ -218,6 +228,36 @@ def test_notebook_can_keep_the_runtime_when_idle(fake_prefect: Callable[[int], P
     FakeColab({"PREFECT_API_URL": "https://prefect.example.org/api"}).install(monkeypatch)
     shell_lines = run_notebook({FORK: LAB_FORK, "IDLE_RELEASE_MINUTES = 30": "IDLE_RELEASE_MINUTES = 0"})
     assert shell_lines[-1].split() == ["!colabflow", "worker"]
+
+
+def test_notebook_can_leave_drive_unmounted(
+    fake_prefect: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MOUNT_DRIVE = False mounts nothing, says outputs on the runtime's disk are lost, and still starts the worker."""
+    fake_prefect(0)
+    colab = FakeColab({"PREFECT_API_URL": "https://prefect.example.org/api"})
+    colab.install(monkeypatch)
+    shell_lines = run_notebook({FORK: LAB_FORK, "MOUNT_DRIVE = True": "MOUNT_DRIVE = False"})
+    assert colab.mounted == []
+    assert "Drive not mounted: outputs and checkpoints on this runtime's disk are lost" in capsys.readouterr().out
+    assert shell_lines[-1] == "!colabflow worker --idle-release 30"
+
+
+def test_notebook_off_colab_uses_the_local_host(
+    fake_prefect: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without google.colab the same cells read the Prefect API from the environment and mount no Drive."""
+    calls = fake_prefect(0)
+    torch = types.ModuleType("torch")
+    torch.__version__ = "2.8.0+cpu"  # type: ignore[attr-defined]
+    torch.cuda = types.SimpleNamespace(is_available=lambda: False)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "google.colab", None)  # `import google.colab` fails, as off Colab
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    shell_lines = run_notebook({FORK: LAB_FORK, "GOOGLE_SIGN_IN = True": "GOOGLE_SIGN_IN = False"})
+    assert calls.read_text() == "work-pool inspect colab-gpu url=http://127.0.0.1:4200/api\n"
+    assert "Drive not mounted" in capsys.readouterr().out
+    assert shell_lines[-1] == "!colabflow worker --idle-release 30"
 
 
 def test_notebook_stops_at_the_placeholder_fork(fake_prefect: Callable[[int], Path], monkeypatch: pytest.MonkeyPatch) -> None:
