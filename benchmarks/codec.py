@@ -5,8 +5,10 @@ table goes to stdout; with `--json` the last stdout line is one JSON object with
 Timings are wall time, best of three; MB means 10**6 input bytes.
 
 On a machine where the GPU codec runs, it is measured too, with the chunk size from which it
-beats the CPU codec on all cores ("gpu_min_chunk_bytes", the value for the GPU's entry in
-`tasks.nvcomp_codec.MEASURED_MIN_GPU_CHUNK_BYTES`). Elsewhere the GPU figures are null.
+beats the CPU codec on all cores ("gpu_min_chunk_bytes", null when it never does). With
+`--results LOCATION` (the jobs' result storage: a directory, gs://… or gdrive://…) that
+threshold is recorded for the GPU's name in `.colabflow/gpu-thresholds.json` there, where every
+worker's GPU codec reads it (`tasks.gpu_thresholds`). Elsewhere the GPU figures are null.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ from typing import Any
 
 from tasks.codecs import IsalGzipCodec
 from tasks.fetch import worker_count
+from tasks.gpu_thresholds import THRESHOLDS_KEY, record_threshold
 from tasks.nvcomp_codec import NvcompGzipCodec, local_gpu_probe
+from tasks.stores import open_place
 
 Compress = Callable[[bytes], "bytes | bytearray"]
 Run = Callable[[list[bytes]], int]
+Clock = Callable[[], float]
 
 MIB = 1024 * 1024
 CHUNK_BYTES = 256 * 1024
@@ -120,13 +125,13 @@ def one_thread(compress: Compress) -> Run:
     return lambda chunks: sum(len(compress(chunk)) for chunk in chunks)
 
 
-def measure(library: str, level: int, run: Run, chunks: list[bytes]) -> Measurement:
+def measure(library: str, level: int, run: Run, chunks: list[bytes], clock: Clock = time.perf_counter) -> Measurement:
     """Best wall time of REPEATS runs over `chunks`, as MB/s and input/output ratio."""
     seconds, produced = math.inf, 0
     for _ in range(REPEATS):
-        started = time.perf_counter()
+        started = clock()
         produced = run(chunks)
-        seconds = min(seconds, time.perf_counter() - started)
+        seconds = min(seconds, clock() - started)
     size = sum(map(len, chunks))
     return Measurement(library, level, round(size / 1e6 / seconds, 1), round(size / produced, 4))
 
@@ -170,37 +175,50 @@ def measure_ours(chunks: list[bytes]) -> tuple[Measurement, Measurement]:
     return single, parallel
 
 
-def gpu_threshold(codec: NvcompGzipCodec, data: bytes) -> int | None:
-    """The smallest chunk size at which the GPU, given every chunk, beats the CPU codec on all cores."""
-    cpu = IsalGzipCodec(DEFAULT_LEVEL)
+def gpu_threshold(gpu: Run, cpu: Run, data: bytes, clock: Clock = time.perf_counter) -> int | None:
+    """The smallest chunk size at which `gpu` (every chunk on the GPU) beats `cpu`; None if it never does."""
     for size in THRESHOLD_CHUNK_BYTES:
         chunks = split_chunks(data, size)
-        on_gpu = measure(codec.name, DEFAULT_LEVEL, lambda items: sum(map(len, codec.compress_many(items))), chunks)
-        on_cpu = measure(cpu.name, DEFAULT_LEVEL, lambda items: sum(map(len, compress_in_parallel(cpu, items))), chunks)
-        if on_gpu.mb_s >= on_cpu.mb_s:
+        if measure("gpu", DEFAULT_LEVEL, gpu, chunks, clock).mb_s >= measure("cpu", DEFAULT_LEVEL, cpu, chunks, clock).mb_s:
             return size
     return None
 
 
-def measure_gpu(data: bytes, chunks: list[bytes]) -> dict[str, Any]:
-    """Our GPU codec on the same chunks (output checked) and its threshold; nulls and why without a GPU."""
+def codec_run(compress_many: Callable[[list[bytes]], list[bytes]]) -> Run:
+    """A run that hands all chunks to one `compress_many` call and counts the output bytes."""
+    return lambda chunks: sum(map(len, compress_many(chunks)))
+
+
+def measure_gpu(data: bytes, chunks: list[bytes], record_in: str | None = None) -> dict[str, Any]:
+    """Our GPU codec, every chunk on the GPU, on the same chunks (output checked) and its threshold.
+
+    The threshold is recorded under `record_in` when given. Without a usable GPU the figures are
+    null, with the reason.
+    """
     probe = local_gpu_probe()
     if not probe.usable or probe.gpu_name is None or probe.nvcomp_version is None:
         return {"gpu_mb_s": None, "gpu_ratio": None, "gpu_device": None, "gpu_min_chunk_bytes": None,
-                "gpu_skipped": f"GPU codec cannot run: {probe.reason}"}
-    codec = NvcompGzipCodec(DEFAULT_LEVEL, probe.gpu_name, probe.nvcomp_version, IsalGzipCodec(DEFAULT_LEVEL))
+                "gpu_threshold_recorded": None, "gpu_skipped": f"GPU codec cannot run: {probe.reason}"}
+    cpu = IsalGzipCodec(DEFAULT_LEVEL)
+    codec = NvcompGzipCodec(DEFAULT_LEVEL, probe.gpu_name, probe.nvcomp_version, cpu, min_chunk_bytes=1)
     if not all(map(restores, codec.compress_many(chunks), chunks)):
         raise AssertionError("our GPU codec produced a member that does not restore its chunk")
-    result = measure(codec.name, DEFAULT_LEVEL, lambda items: sum(map(len, codec.compress_many(items))), chunks)
-    every_chunk = NvcompGzipCodec(
-        DEFAULT_LEVEL, probe.gpu_name, probe.nvcomp_version, IsalGzipCodec(DEFAULT_LEVEL), min_chunk_bytes=1
-    )
+    result = measure(codec.name, DEFAULT_LEVEL, codec_run(codec.compress_many), chunks)
+    threshold = gpu_threshold(codec_run(codec.compress_many), lambda items: sum(map(len, compress_in_parallel(cpu, items))), data)
+    recorded = None
+    if record_in is not None:
+        place = open_place(record_in)
+        record_threshold(place, probe.gpu_name, threshold)
+        recorded = place.uri(place.key(THRESHOLDS_KEY))
     return {"gpu_mb_s": result.mb_s, "gpu_ratio": result.ratio, "gpu_device": probe.gpu_name,
-            "gpu_min_chunk_bytes": gpu_threshold(every_chunk, data), "gpu_skipped": None}
+            "gpu_min_chunk_bytes": threshold, "gpu_threshold_recorded": recorded, "gpu_skipped": None}
 
 
-def run_benchmark(mib: int) -> dict[str, Any]:
-    """Measure every library and our codecs on `mib` MiB of the mix; return the JSON figures."""
+def run_benchmark(mib: int, record_in: str | None = None) -> dict[str, Any]:
+    """Measure every library and our codecs on `mib` MiB of the mix; return the JSON figures.
+
+    `record_in` is where the GPU's threshold is recorded (the jobs' result storage), if given.
+    """
     data = mixed_corpus(mib * MIB)
     chunks = split_chunks(data, CHUNK_BYTES)
     compressors, skipped = installed_compressors()
@@ -213,7 +231,7 @@ def run_benchmark(mib: int) -> dict[str, Any]:
         "dominated_by": [r.name for r in results if r.mb_s > single.mb_s and r.ratio > single.ratio],
         "single_thread_mb_s": single.mb_s, "workers": worker_count(), "mib": mib,
         "chunks": len(chunks), "chunk_kib": CHUNK_BYTES // 1024,
-        "results": [asdict(result) for result in results], "skipped": skipped, **measure_gpu(data, chunks),
+        "results": [asdict(result) for result in results], "skipped": skipped, **measure_gpu(data, chunks, record_in),
     }
 
 
@@ -232,7 +250,10 @@ def table(figures: dict[str, Any]) -> str:
         lines.append(f"{gpu:<28}{figures['gpu_mb_s']:>10.1f}{figures['gpu_ratio']:>9.4f}")
     lines.append(f"speedup over zlib-6: {figures['speedup']}x; dominated by: {figures['dominated_by'] or 'none'}")
     if figures["gpu_device"] is not None:
-        lines.append(f"GPU: {figures['gpu_device']}; the GPU beats all cores from chunks of {figures['gpu_min_chunk_bytes']} bytes")
+        threshold = figures["gpu_min_chunk_bytes"]
+        wins = "never beats all cores" if threshold is None else f"beats all cores from chunks of {threshold} bytes"
+        recorded = f"; recorded in {figures['gpu_threshold_recorded']}" if figures["gpu_threshold_recorded"] else ""
+        lines.append(f"GPU: {figures['gpu_device']}; the GPU codec (every chunk on the GPU) {wins}{recorded}")
     return "\n".join(lines + figures["skipped"] + ([figures["gpu_skipped"]] if figures["gpu_skipped"] else []))
 
 
@@ -241,10 +262,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=64, help="size of the mix in MiB (default 64)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    parser.add_argument("--results", metavar="LOCATION", help="result storage to record the GPU's small-chunk threshold in")
     args = parser.parse_args(argv)
     if args.mib < 1:
         parser.error(f"--mib must be at least 1, got {args.mib}")
-    figures = run_benchmark(args.mib)
+    figures = run_benchmark(args.mib, args.results)
     print(table(figures), flush=True)
     if args.json:
         print(json.dumps(figures))

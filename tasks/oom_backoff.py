@@ -2,9 +2,14 @@
 
 Every GPU batch task hands its items to `run_with_oom_backoff`. When the device runs out of
 memory, the helper frees torch's cached blocks, halves the sub-batch and retries the same items,
-down to a minimum; below that it raises `GpuOutOfMemoryError`. The size that worked after an
+down to a minimum; below that it raises `GpuOutOfMemoryError`. A sub-batch is measured by a
+weight per item: one per item by default, or bytes, as the nvCOMP codec does, so a remembered
+budget still fits a later batch of larger or smaller chunks. The budget that worked after an
 out-of-memory error is remembered per (operation, GPU name) in `.colabflow/batch-sizes.json` on
 result storage, and the next batch on that GPU starts there instead of failing again.
+
+`read_record`/`write_record` keep any such small JSON record on result storage; the GPU codec's
+small-chunk thresholds use them too.
 """
 
 from __future__ import annotations
@@ -24,13 +29,37 @@ from tasks.stores import Place, read_optional
 
 T = TypeVar("T")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 BATCH_SIZES_KEY = ".colabflow/batch-sizes.json"
 
 logger = logging.getLogger("colabflow.gpu")
 
 
+def read_record(place: Place, key: str, model: type[M]) -> M | None:
+    """The record at `key` under `place`, or None when there is none or it is damaged (logged)."""
+    content = read_optional(place.store, place.key(key))
+    if content is None:
+        return None
+    try:
+        return model.model_validate_json(content)
+    except ValidationError as error:
+        logger.warning(
+            "ignoring %s, which is not a valid %s (%s); it will be rewritten",
+            place.uri(place.key(key)), model.__doc__ or model.__name__, error.errors()[0]["msg"],
+        )
+        return None
+
+
+def write_record(place: Place, key: str, record: BaseModel) -> None:
+    """Write `record` as indented JSON at `key` under `place` (result storage)."""
+    content = json.dumps(record.model_dump(), indent=1, sort_keys=True).encode() + b"\n"
+    place.writable("result storage").write_bytes(place.key(key), content)
+
+
 class _BatchSizes(BaseModel):
+    """batch-size file"""
+
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = 1
@@ -62,11 +91,12 @@ def free_device_cache() -> None:
 
 @dataclass
 class BatchSizeMemory:
-    """The sub-batch sizes that fit after an out-of-memory error, per (operation, GPU name).
+    """The sub-batch budgets that fit after an out-of-memory error, per (operation, GPU name).
 
-    With a place they live in `BATCH_SIZES_KEY` under it (result storage), so every worker and
-    every later job on the same GPU model starts from them; without one, only in this object.
-    Two workers writing at the same moment may lose one update, which costs one more backoff.
+    A budget is in the operation's own unit: items, or bytes for an operation that weighs its
+    items by size. With a place it lives in `BATCH_SIZES_KEY` under it (result storage), so every
+    worker and every later job on the same GPU model starts from it; without one, only in this
+    object. Two workers writing at the same moment may lose one update, which costs one more backoff.
     """
 
     place: Place | None = None
@@ -75,31 +105,20 @@ class BatchSizeMemory:
     def _load(self) -> _BatchSizes:
         if self.place is None:
             return self._local
-        content = read_optional(self.place.store, self.place.key(BATCH_SIZES_KEY))
-        if content is None:
-            return _BatchSizes()
-        try:
-            return _BatchSizes.model_validate_json(content)
-        except ValidationError as error:
-            logger.warning(
-                "ignoring %s, which is not a batch-size file (%s); it will be rewritten",
-                self.place.uri(self.place.key(BATCH_SIZES_KEY)), error.errors()[0]["msg"],
-            )
-            return _BatchSizes()
+        return read_record(self.place, BATCH_SIZES_KEY, _BatchSizes) or _BatchSizes()
 
     def recall(self, operation: str, gpu_name: str) -> int | None:
-        """The remembered size for this operation on this GPU model, if any."""
+        """The remembered budget for this operation on this GPU model, if any."""
         return self._load().sizes.get(operation, {}).get(gpu_name)
 
     def remember(self, operation: str, gpu_name: str, size: int) -> None:
-        """Record the size that fits, merged into what other workers recorded."""
+        """Record the budget that fits, merged into what other workers recorded."""
         sizes = self._load()
         sizes.sizes.setdefault(operation, {})[gpu_name] = size
         if self.place is None:
             self._local = sizes
-            return
-        content = json.dumps(sizes.model_dump(), indent=1, sort_keys=True).encode() + b"\n"
-        self.place.writable("result storage").write_bytes(self.place.key(BATCH_SIZES_KEY), content)
+        else:
+            write_record(self.place, BATCH_SIZES_KEY, sizes)
 
 
 def _attempt(run: Callable[[list[T]], list[R]], part: list[T]) -> list[R] | None:
@@ -116,6 +135,19 @@ def _attempt(run: Callable[[list[T]], list[R]], part: list[T]) -> list[R] | None
     return produced
 
 
+def _next_part(items: Sequence[T], start: int, budget: int, minimum: int, weigh: Callable[[T], int]) -> list[T]:
+    """Items from `start` while their weight fits `budget`; never fewer than `minimum` (or what is left)."""
+    end, total = start, 0
+    while end < len(items) and (end - start < minimum or total + weigh(items[end]) <= budget):
+        total += weigh(items[end])
+        end += 1
+    return list(items[start:end])
+
+
+def _one(_: object) -> int:
+    return 1
+
+
 def run_with_oom_backoff(
     operation: str,
     items: Sequence[T],
@@ -124,34 +156,35 @@ def run_with_oom_backoff(
     memory: BatchSizeMemory,
     minimum: int = 1,
     free_memory: Callable[[], None] = free_device_cache,
+    weigh: Callable[[T], int] = _one,
 ) -> list[R]:
     """Run `run` over `items` in sub-batches that fit on the GPU; results come back in item order.
 
-    Starts at the remembered size (or all items), halves on each out-of-memory error down to
-    `minimum`, and keeps the size that worked for the rest of the items. After an out-of-memory
-    error the size that finally worked is remembered for the next call.
+    A sub-batch holds as many items as fit its budget of weight (`weigh`, one per item by
+    default). The budget starts at the remembered one (or all items), halves on each
+    out-of-memory error (never below `minimum` items), and stays for the rest of the items. After
+    an out-of-memory error the budget that finally worked is remembered for the next call. It
+    never grows back by itself: growing would mean provoking another out-of-memory error.
     """
     if minimum < 1:
         raise ValueError(f"minimum must be at least 1, got {minimum}")
-    if not items:
-        return []
-    size = min(len(items), memory.recall(operation, gpu_name) or len(items))
+    budget = memory.recall(operation, gpu_name) or sum(map(weigh, items))
     results: list[R] = []
     backed_off = False
     while len(results) < len(items):
-        part = list(items[len(results) : len(results) + size])
+        part = _next_part(items, len(results), budget, minimum, weigh)
         produced = _attempt(run, part)
         if produced is not None:
             results.extend(produced)
             continue
-        if size <= minimum:
+        if len(part) <= minimum:
             raise GpuOutOfMemoryError(
-                f"{operation} on {gpu_name} ran out of GPU memory even with {size} item(s) per sub-batch "
+                f"{operation} on {gpu_name} ran out of GPU memory even with {len(part)} item(s) per sub-batch "
                 f"(the minimum); free GPU memory held by other processes (see nvidia-smi), use smaller "
                 f"items, or run this work on the CPU"
             )
         free_memory()
-        size, backed_off = max(minimum, size // 2), True
+        budget, backed_off = max(1, sum(map(weigh, part)) // 2), True
     if backed_off:
-        memory.remember(operation, gpu_name, size)
+        memory.remember(operation, gpu_name, budget)
     return results

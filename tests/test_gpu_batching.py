@@ -43,6 +43,7 @@ class BatchRecordingCodec:
 
 
 def test_a_gpu_batch_is_one_codec_call_and_recipes_say_where_each_chunk_ran(sample_source: Path, tmp_path: Path) -> None:
+    """A GPU codec gets a batch's in-memory chunks in one call; changed chunks fail alone; reruns skip the codec."""
     settings = prepare_job(str(tmp_path / "out"), "gpu", "cpu", 6)
     [batch] = plan_job([str(sample_source)], 100, 10**9).batches
     changed = next(chunk for chunk in batch if chunk.chunk_id == "src/chunk_ids.py.txt")

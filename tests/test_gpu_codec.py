@@ -12,6 +12,7 @@ import importlib
 import io
 import os
 import subprocess
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
@@ -22,14 +23,15 @@ import pytest
 from tasks.codecs import IsalGzipCodec, resolve_codec
 from tasks.errors import CodecUnavailableError, CorruptOutputError
 from tasks.gzip_framing import stored_member_size
+from tasks.nvcomp_backend import PendingEncode, aligned_offsets
 from tasks.nvcomp_codec import (
+    BACKOFF_OPERATION,
     MAX_GPU_CHUNK_BYTES,
-    OPERATION,
     GpuProbe,
     NvcompGzipCodec,
-    aligned_offsets,
     gpu_probe,
     local_gpu_probe,
+    split_by_bytes,
 )
 from tasks.oom_backoff import BatchSizeMemory
 
@@ -45,24 +47,53 @@ def raw_deflate(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-class ZlibBackend:
-    """Stands in for nvCOMP: zlib raw Deflate per chunk; records each sub-batch, OOMs above a size."""
+class ZlibGpu:
+    """Stands in for nvCOMP: one lane per CUDA stream, zlib raw Deflate per chunk.
 
-    def __init__(self, oom_above: int | None = None, oom_error: type[Exception] = MemoryError, corrupt: bool = False) -> None:
+    Records each submit's chunk sizes and every submit and wait in order; a submit of more than
+    `oom_above` bytes on one lane raises `oom_error`; `corrupt` and `padding` spoil the streams.
+    """
+
+    def __init__(
+        self, oom_above: int | None = None, oom_error: type[Exception] = MemoryError, corrupt: bool = False, padding: bytes = b"",
+    ) -> None:
         self.batches: list[list[int]] = []
+        self.padding = padding
+        self.events: list[str] = []
         self.oom_above, self.oom_error = oom_above, oom_error
         self.corrupt = corrupt
+        self.lanes: dict[int, ZlibLane] = {}
+
+    def lane(self, index: int) -> ZlibLane:
+        """The backend of one lane, made once, as `_shared_backend` does."""
+        return self.lanes.setdefault(index, ZlibLane(self, index))
+
+
+class ZlibLane:
+    """One lane of `ZlibGpu`; checks that its own lock is held while it works."""
+
+    def __init__(self, gpu: ZlibGpu, index: int) -> None:
+        self.gpu, self.index = gpu, index
+        self.lock = threading.Lock()
 
     def submit(self, chunks: Sequence[bytes]) -> Callable[[], list[bytes]]:
-        self.batches.append([len(chunk) for chunk in chunks])
-        if self.oom_above is not None and len(chunks) > self.oom_above:
-            raise self.oom_error(f"CUDA out of memory with {len(chunks)} chunks")
-        streams = [raw_deflate(chunk[1:] if self.corrupt else chunk) for chunk in chunks]
-        return lambda: streams
+        assert self.lock.locked(), "submit without the backend's lock"
+        self.gpu.batches.append([len(chunk) for chunk in chunks])
+        self.gpu.events.append(f"submit {self.index}")
+        if self.gpu.oom_above is not None and sum(map(len, chunks)) > self.gpu.oom_above:
+            raise self.gpu.oom_error(f"CUDA out of memory with {len(chunks)} chunks")
+        streams = [raw_deflate(chunk[1:] if self.gpu.corrupt else chunk) + self.gpu.padding for chunk in chunks]
+
+        def wait() -> list[bytes]:
+            assert self.lock.locked(), "wait without the backend's lock"
+            self.gpu.events.append(f"wait {self.index}")
+            return streams
+
+        return wait
 
 
-def gpu_codec(backend: ZlibBackend, level: int = 6, memory: BatchSizeMemory | None = None) -> NvcompGzipCodec:
-    return NvcompGzipCodec(level, GPU, "6.0.0", IsalGzipCodec(level), memory, lambda: backend, min_chunk_bytes=1024)
+def gpu_codec(gpu: ZlibGpu, level: int = 6, memory: BatchSizeMemory | None = None) -> NvcompGzipCodec:
+    return NvcompGzipCodec(level, GPU, "6.0.0", IsalGzipCodec(level), memory, gpu.lane, min_chunk_bytes=1024)
 
 
 def system_gunzip(member: bytes) -> bytes:
@@ -74,7 +105,7 @@ def system_gunzip(member: bytes) -> bytes:
 def test_gpu_members_are_standard_gzip_that_system_gzip_restores() -> None:
     """Framed raw Deflate, stored and CPU members all pass `gzip -t` and restore byte for byte."""
     chunks = [TEXT * 40, TEXT * 2000, os.urandom(50_000), b"", TEXT[:100], TEXT * 30_000]
-    backend = ZlibBackend()
+    backend = ZlibGpu()
     members = gpu_codec(backend).compress_many(chunks)
     for chunk, member in zip(chunks, members):
         assert hashlib.sha256(system_gunzip(member)).digest() == hashlib.sha256(chunk).digest()
@@ -83,16 +114,16 @@ def test_gpu_members_are_standard_gzip_that_system_gzip_restores() -> None:
 
 def test_chunks_go_to_the_gpu_only_between_the_thresholds() -> None:
     """Empty, small and huge chunks stay on the CPU, and so does everything at level 0."""
-    codec = gpu_codec(ZlibBackend())
+    codec = gpu_codec(ZlibGpu())
     assert [codec.device_for(size) for size in (0, 1023, 1024, MAX_GPU_CHUNK_BYTES, MAX_GPU_CHUNK_BYTES + 1)] == [
         "cpu", "cpu", GPU, GPU, "cpu",
     ]
-    assert gpu_codec(ZlibBackend(), level=0).device_for(4096) == "cpu"
+    assert gpu_codec(ZlibGpu(), level=0).device_for(4096) == "cpu"
 
 
 def test_level_zero_never_calls_the_gpu() -> None:
     """Level 0 stores every chunk on the CPU: nothing to gain from a transfer."""
-    backend = ZlibBackend()
+    backend = ZlibGpu()
     member = gpu_codec(backend, level=0).compress(TEXT * 100)
     assert system_gunzip(member) == TEXT * 100 and backend.batches == []
 
@@ -100,7 +131,7 @@ def test_level_zero_never_calls_the_gpu() -> None:
 def test_incompressible_gpu_output_falls_back_to_stored_framing() -> None:
     """Random bytes come out as a stored member, never larger than it."""
     data = os.urandom(200_000)
-    member = gpu_codec(ZlibBackend()).compress(data)
+    member = gpu_codec(ZlibGpu()).compress(data)
     assert len(member) == stored_member_size(len(data))
     assert system_gunzip(member) == data
 
@@ -108,25 +139,66 @@ def test_incompressible_gpu_output_falls_back_to_stored_framing() -> None:
 def test_a_gpu_stream_that_does_not_inflate_back_is_refused() -> None:
     """A wrong stream is caught on the host before anything is written, with what to do next."""
     with pytest.raises(CorruptOutputError) as caught:
-        gpu_codec(ZlibBackend(corrupt=True)).compress(TEXT * 100)
+        gpu_codec(ZlibGpu(corrupt=True)).compress(TEXT * 100)
     assert "does not inflate back to its 5100-byte chunk" in str(caught.value)
     assert "rerun with --codec cpu" in str(caught.value)
 
 
-def test_gpu_out_of_memory_halves_the_sub_batch_and_remembers_it() -> None:
-    """Five GPU chunks with room for two: encode calls of 5 (OOM), 2, 2, 1; all restore in order."""
+def test_gpu_out_of_memory_halves_the_byte_budget_and_remembers_it() -> None:
+    """Five equal chunks, room for two per lane: 3+2 fails, then pairs split 1+1 fit; the byte budget is kept."""
     torch = pytest.importorskip("torch", reason="the real torch.cuda.OutOfMemoryError needs torch")
-    chunks = [TEXT * (100 + index) for index in range(5)]
-    backend, memory = ZlibBackend(oom_above=2, oom_error=torch.cuda.OutOfMemoryError), BatchSizeMemory()
-    members = gpu_codec(backend, memory=memory).compress_many(chunks)
-    assert [len(batch) for batch in backend.batches] == [5, 2, 2, 1]
+    chunks = [bytes([65 + index]) + TEXT * 100 for index in range(5)]
+    size = len(chunks[0])
+    gpu, memory = ZlibGpu(oom_above=2 * size, oom_error=torch.cuda.OutOfMemoryError), BatchSizeMemory()
+    members = gpu_codec(gpu, memory=memory).compress_many(chunks)
+    assert [len(batch) for batch in gpu.batches] == [3, 1, 1, 1, 1, 1]
     assert [system_gunzip(member) for member in members] == chunks
-    assert memory.recall(OPERATION, GPU) == 2
+    assert memory.recall(BACKOFF_OPERATION, GPU) == 5 * size // 2
+
+
+def test_the_remembered_budget_is_bytes_so_small_chunks_still_go_together() -> None:
+    """A 40,000-byte budget (learnt on big chunks) takes ten 2 KB chunks in one sub-batch, five per lane."""
+    memory = BatchSizeMemory()
+    memory.remember(BACKOFF_OPERATION, GPU, 40_000)
+    gpu = ZlibGpu()
+    small = [bytes([index]) + TEXT * 40 for index in range(10)]
+    gpu_codec(gpu, memory=memory).compress_many(small)
+    assert gpu.batches == [[len(small[0])] * 5] * 2
+
+
+def test_both_sub_batches_are_submitted_before_either_is_awaited() -> None:
+    """The second lane's copy can overlap the first lane's encode: submit, submit, then wait, wait."""
+    gpu = ZlibGpu()
+    chunks = [bytes([index]) + TEXT * 100 for index in range(4)]
+    members = gpu_codec(gpu).compress_many(chunks)
+    assert gpu.events == ["submit 0", "submit 1", "wait 0", "wait 1"]
+    assert gpu.batches == [[len(chunks[0])] * 2] * 2
+    assert [system_gunzip(member) for member in members] == chunks
+
+
+def test_codecs_share_each_lane_and_its_lock() -> None:
+    """Two codecs over one process's lanes use the same backends, and each holds the backend's own lock."""
+    gpu = ZlibGpu()
+    first, second = gpu_codec(gpu), gpu_codec(gpu, level=9)
+    first.compress_many([b"a" + TEXT * 100, b"b" + TEXT * 100])
+    second.compress_many([b"c" + TEXT * 100, b"d" + TEXT * 100])
+    assert sorted(gpu.lanes) == [0, 1] and len(gpu.events) == 8
+    assert not any(lane.lock.locked() for lane in gpu.lanes.values())
+
+
+@pytest.mark.parametrize(
+    ("sizes", "runs"),
+    [([10, 10, 10, 10], [[10, 10], [10, 10]]), ([1, 1, 100], [[1, 1, 100]]), ([100, 1, 1], [[100], [1, 1]]), ([7], [[7]])],
+)
+def test_sub_batches_split_the_bytes_in_two(sizes: list[int], runs: list[list[int]]) -> None:
+    """Consecutive runs with about half the bytes each; never an empty run."""
+    chunks = [bytes(size) for size in sizes]
+    assert [[len(chunk) for chunk in run] for run in split_by_bytes(chunks, 2)] == runs
 
 
 def test_stream_goes_through_the_gpu_when_the_size_fits_else_the_cpu() -> None:
     """compress_stream agrees with device_for: small enough reads the chunk whole for the GPU."""
-    backend = ZlibBackend()
+    backend = ZlibGpu()
     codec = gpu_codec(backend)
     data = TEXT * 100
     written = io.BytesIO()
@@ -137,19 +209,57 @@ def test_stream_goes_through_the_gpu_when_the_size_fits_else_the_cpu() -> None:
     assert system_gunzip(small.getvalue()) == b"tiny" and len(backend.batches) == 1
 
 
+class HostBatch:
+    """A `BatchArray.cpu()` stand-in whose entries are whole buffers (stream plus unused capacity)."""
+
+    def __init__(self, streams: list[bytes], capacity: int, sizes_as_method: bool) -> None:
+        self.entries = [stream.ljust(capacity, b"\x00") for stream in streams]
+        sizes = [len(stream) for stream in streams]
+        self.buffer_sizes: Any = (lambda: sizes) if sizes_as_method else sizes
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> bytes:
+        return self.entries[index]
+
+
+@pytest.mark.parametrize("sizes_as_method", [False, True], ids=["property", "method"])
+def test_encoded_entries_are_cut_at_their_compressed_sizes(sizes_as_method: bool) -> None:
+    """Whatever an entry's bytes span, each stream ends at `buffer_sizes`, and then inflates back."""
+    chunks = [TEXT * 100, TEXT * 7]
+    streams = [raw_deflate(chunk) for chunk in chunks]
+    host = HostBatch(streams, capacity=4096, sizes_as_method=sizes_as_method)
+    pending = PendingEncode(SimpleNamespace(cpu=lambda: host), ())
+    assert pending() == streams
+
+
+def test_nvcomp_5_lists_come_back_one_stream_per_array() -> None:
+    """nvCOMP 5.x encodes a list into a list of Arrays, each resized to its stream; each is copied back."""
+    streams = [raw_deflate(TEXT * 100), raw_deflate(TEXT * 3)]
+    arrays = [SimpleNamespace(cpu=lambda stream=stream: bytearray(stream)) for stream in streams]
+    assert PendingEncode(arrays, ())() == streams
+
+
+def test_a_stream_with_trailing_bytes_is_refused() -> None:
+    """Unused capacity left on a stream fails the host check instead of reaching a .gz."""
+    with pytest.raises(CorruptOutputError, match="does not inflate back"):
+        gpu_codec(ZlibGpu(padding=b"\x00" * 16)).compress(TEXT * 100)
+
+
 def test_offsets_honour_the_alignment() -> None:
     """Each chunk starts at a multiple of the alignment nvCOMP asks for."""
     assert aligned_offsets([5, 8, 1, 0, 3], 8) == ([0, 8, 16, 24, 24], 27)
 
 
-def fake_torch(cuda: str | None = "12.4") -> SimpleNamespace:
-    """A torch that reports one CUDA device, for the probe's later steps."""
+def fake_torch(cuda: str | None = "12.4", hip: str | None = None, available: bool = True) -> SimpleNamespace:
+    """A torch that reports one GPU (or none), for the probe's later steps."""
     return SimpleNamespace(
         __version__="2.5.1+cu124",
-        version=SimpleNamespace(cuda=cuda),
+        version=SimpleNamespace(cuda=cuda, hip=hip),
         device=lambda kind, index: SimpleNamespace(type=kind, index=index),
         cuda=SimpleNamespace(
-            is_available=lambda: True, current_device=lambda: 0, get_device_name=lambda index: GPU,
+            is_available=lambda: available, current_device=lambda: 0, get_device_name=lambda index: GPU,
             Stream=lambda device: SimpleNamespace(cuda_stream=7),
         ),
     )
@@ -182,6 +292,10 @@ def importer(**modules: object) -> Callable[[str], Any]:
     ("modules", "reason"),
     [
         ({"torch": None}, "torch is not installed, so CUDA cannot be detected"),
+        ({"torch": fake_torch(cuda=None, hip="6.2.41133")}, "torch 2.5.1+cu124 is a ROCm build (HIP 6.2.41133), and "
+         "nvCOMP runs only on NVIDIA GPUs through CUDA; use --codec cpu"),
+        ({"torch": fake_torch(available=False)}, "no CUDA GPU: torch 2.5.1+cu124 (CUDA 12.4) finds no CUDA GPU or driver"),
+        ({"torch": fake_torch(cuda=None)}, "reports a GPU but no CUDA version (torch.version.cuda is None)"),
         ({"torch": fake_torch(), "nvidia_nvcomp": None}, "nvCOMP is not installed (No module named 'nvidia.nvcomp'); "
          'pip install "colabflow[gpu]"'),
         ({"torch": fake_torch("13.0"), "nvidia_nvcomp": None}, 'pip install "colabflow[gpu-cu13]"'),
@@ -189,8 +303,8 @@ def importer(**modules: object) -> Callable[[str], Any]:
         ({"torch": fake_torch(), "nvidia_nvcomp": fake_nvcomp(cuda=13000)},
          "nvCOMP 6.0.0 is built for CUDA 13 but torch uses CUDA 12.4; pip uninstall -y nvidia-nvcomp-cu13 "
          'nvidia-libnvcomp-cu13, then pip install "colabflow[gpu]"'),
-        ({"torch": fake_torch(), "nvidia_nvcomp": fake_nvcomp(version="5.1.0")},
-         "nvCOMP 5.1.0 is older than 6.0, whose batch API this codec uses"),
+        ({"torch": fake_torch(), "nvidia_nvcomp": fake_nvcomp(version="5.2.0.13")},
+         "nvCOMP 5.2.0.13 is older than 5.3, whose batch encode this codec uses"),
         ({"torch": fake_torch(), "nvidia_nvcomp": fake_nvcomp()},
          "nvCOMP 6.0.0 could not compress a test chunk on Tesla T4: RuntimeError: no kernel image is available"),
     ],

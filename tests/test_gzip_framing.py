@@ -1,3 +1,5 @@
+"""gzip framing around raw Deflate: stored members and zlib raw streams, checked by system gzip."""
+
 from __future__ import annotations
 
 import gzip
@@ -7,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.gzip_framing import frame_raw_deflate, stored_deflate, stored_gzip_member, stored_member_size
+from tasks.gzip_framing import (
+    frame_raw_deflate,
+    stored_deflate,
+    stored_gzip_member,
+    stored_member_size,
+)
 
 
 @pytest.mark.parametrize("size", [0, 1, 65535, 65536, 200_000])

@@ -129,3 +129,23 @@ def test_an_operation_that_drops_results_is_an_error() -> None:
     """Results must match items one to one, or order could not be kept."""
     with pytest.raises(ValueError, match="returned 1 results for 3 items"):
         run_with_oom_backoff("encode", [1, 2, 3], lambda items: items[:1], GPU, BatchSizeMemory())
+
+
+def test_a_weighted_budget_halves_by_weight_and_is_remembered_in_that_unit(tmp_path: Path) -> None:
+    """Items weighed in bytes: the budget halves from the failed sub-batch's weight, and a later call packs by it."""
+    tried: list[list[int]] = []
+
+    def fits_47(items: list[int]) -> list[int]:
+        tried.append(items)
+        if sum(items) > 47:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return items
+
+    memory = BatchSizeMemory(local_place(str(tmp_path)))
+    weights = [30, 30, 10, 10, 10, 5]
+    assert run_with_oom_backoff("bytes", weights, fits_47, GPU, memory, weigh=lambda item: item) == weights
+    assert tried == [weights, [30], [30, 10], [10, 10, 5]]
+    assert memory.recall("bytes", GPU) == 47
+    tried.clear()
+    run_with_oom_backoff("bytes", [20, 20, 5, 1, 30], fits_47, GPU, memory, weigh=lambda item: item)
+    assert tried == [[20, 20, 5, 1], [30]]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -14,7 +16,9 @@ from typing import Any
 import pytest
 from prefect.events import Event
 
+from flows.compress_chunks import compress_chunks
 from tasks.errors import CorruptOutputError
+from tasks.parameters import CompressJob
 from tasks.stores import StorageAccess
 from tasks.telemetry import (
     EVENT,
@@ -29,6 +33,9 @@ from tasks.telemetry import (
     render_telemetry_markdown,
     summarize_telemetry,
 )
+from tests.conftest import make_chunks
+from tests.pool import ROOT, kill_machine
+from tests.servers import server_environment, wait_until
 
 GIB = 2**30
 ACCESS = StorageAccess()
@@ -186,3 +193,62 @@ def test_the_markdown_has_one_row_per_device() -> None:
     assert "| Tesla T4 (gpu) | 1 | 10 | 50.0 | 100.0 | 3.00 GiB (torch reserved 1.00 GiB) | 15.00 GiB | 80.0 % | 65 °C |" in markdown
     assert "| cpu (cpu) | 1 | 10 | 50.0 | 100.0 | 8.00 GiB | 32.00 GiB | 50.0 % | – |" in markdown
     assert "No batch telemetry" in render_telemetry_markdown("job-1", summarize_telemetry([]))
+
+
+def batch_events_at_the_api(flow_run_id: uuid.UUID, expected: int) -> list[Event]:
+    """The run's `colabflow.batch.completed` events the server has stored, once there are `expected`."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    related = EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"])
+    with get_client(sync_client=True) as client:
+        page = client.read_events(EventFilter(event=EventNameFilter(name=[EVENT]), related=related), limit=50)
+    return page.events if len(page.events) >= expected else []
+
+
+def test_a_real_run_sends_batch_events_and_the_telemetry_artifact_to_the_server(prefect_api: str, sample_source: Path, tmp_path: Path) -> None:
+    """Three batches: three stored events about the job and run, equal to the file's lines, and the devices artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    request = CompressJob(source=[str(sample_source)], destination=str(tmp_path / "out"), job="telemetry-run", batch_size=3, codec="cpu")
+    flow_run_id = compress_chunks(request, return_state=True).state_details.flow_run_id
+    assert flow_run_id is not None
+    events = wait_until(lambda: batch_events_at_the_api(flow_run_id, 3), 60, 0.5, "three batch events at the API")
+    lines = read_telemetry(str(tmp_path / "out"), ACCESS, "telemetry-run")
+    assert sorted(event.payload["batch_index"] for event in events) == [line.batch_index for line in lines] == [0, 1, 2]
+    assert {event.resource.id for event in events} == {"colabflow.job.telemetry-run"}
+    by_index = {event.payload["batch_index"]: event.payload for event in events}
+    assert all(by_index[line.batch_index] == line.model_dump(mode="json") for line in lines)
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["colabflow-telemetry-run-telemetry"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+    assert artifact.type == "markdown"
+    assert "## Devices of job `telemetry-run`" in str(artifact.data)
+    assert "| cpu (cpu) | 3 | 8 |" in str(artifact.data)
+
+
+def test_telemetry_survives_a_sigkill_mid_job(prefect_api: str, tmp_path: Path) -> None:
+    """A job process killed with SIGKILL after some batches leaves a telemetry.jsonl whose every line parses."""
+    source = make_chunks(tmp_path / "source", 300, 32 * 1024)
+    telemetry = tmp_path / "out" / "killed" / TELEMETRY_NAME
+    command = [sys.executable, "-m", "flows.cli", "compress", str(source), str(tmp_path / "out"), "--job", "killed",
+               "--batch-size", "1", "--codec", "cpu"]
+    with (tmp_path / "job.log").open("wb") as log:
+        job = subprocess.Popen(command, env=server_environment(tmp_path / "client-home", prefect_api), cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: telemetry.is_file() and telemetry.read_bytes().count(b"\n") >= 3, 180, 0.02, "three telemetry lines")
+    finally:
+        kill_machine(job)
+    lines = parse_telemetry(telemetry.read_bytes(), str(telemetry))
+    assert 3 <= len(lines) < 300, "the job was not killed mid-way"
+    assert len({line.batch_index for line in lines}) == len(lines)
+    assert all(line.job == "killed" and line.device_name == "cpu" for line in lines)
