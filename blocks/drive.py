@@ -73,8 +73,11 @@ class DriveFolder(WritableFileSystem):
         info = self.service_account_info.get_secret_value() if self.service_account_info else None
         return drive_credentials(info, self.api_endpoint)
 
-    def store(self, folder_id: str | None = None) -> DriveStore:
-        """A store on `folder_id` (default: the block's folder) that uses the block's credentials."""
+    def store(self, folder_id: str | None = None, job_root: str | None = None) -> DriveStore:
+        """A store on `folder_id` (default: the block's folder) that uses the block's credentials.
+
+        `job_root` is the path below the folder whose subfolders are jobs (see `DriveStore`).
+        """
         from tasks.drive import DriveStore
 
         folder = folder_id or self.folder_id
@@ -83,7 +86,7 @@ class DriveFolder(WritableFileSystem):
                 "the DriveFolder block has no folder_id; set it to the last part of the folder's Drive URL"
             )
         return DriveStore(folder, self.credentials(), endpoint=self.api_endpoint,
-                          chunk_size=self.upload_chunk_mib * MIB)
+                          chunk_size=self.upload_chunk_mib * MIB, job_root=job_root)
 
     def read_path(self, path: str, _sync: bool = True) -> bytes:  # type: ignore[override]
         """The bytes at `path` below the folder. A result record not written as JSON is refused.

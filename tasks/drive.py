@@ -2,19 +2,29 @@
 
 A key is a POSIX path below the root folder: its leading segments are folders, found by name
 and parent (and created on write), its last segment a file. Drive allows several files with one
-name; colabflow never makes a second: a write looks the name up first, then updates the file it
-finds, or does nothing when the file's `appProperties` already name the same sha256. Files
-larger than one upload chunk go up as resumable uploads, so a failed chunk resumes from what
-Drive confirmed, not from byte 0. After each upload the md5 Drive computed is checked. Shared
-drives work like My Drive.
+name; colabflow never makes a second. A write looks the name up in its parent first, then does
+nothing when the file's `appProperties` already name the same sha256, updates the file it found
+in place, or creates one. The lookup is by name and parent only, on purpose: with the sha256 in
+the query, a retried write of changed bytes (a manifest rewritten, a chunk compressed again at
+another level) would miss the file already there and create a second one of the same name.
+Creates always go through a resumable session: if the answer to a create is lost, httplib2
+(under google-api-python-client) sends the request again by itself, and a resent multipart
+create would store a second file, while a resent session start only opens a session never used.
+A failed chunk resumes from what Drive confirmed, not from byte 0. After each upload the md5
+Drive computed is checked. Shared drives work like My Drive.
+
+Each file written below a location's job folder (`<PATH>/<job>/...`, and the checkpoints at
+`<results>/<job>/.checkpoints`) carries its job in `appProperties`, so a Drive search finds a
+job's files: `appProperties has { key='colabflow_job' and value='JOB' }`.
 
 Google Docs, Sheets, Slides and the other `application/vnd.google-apps.*` files (folders aside)
 hold no bytes to download: listing skips them with a warning, and `stat` and `open_read` treat
 them as absent. Export them to regular files to use them as chunks.
 
 Folder creation is serialised per (parent, name) inside a process. Two processes creating one
-folder at the same moment can still make two; every lookup picks the oldest of equal names, the
-one right after a creation included, so writers converge on one of them.
+folder at the same moment can still make two, as can a folder create that httplib2 resends; every
+lookup picks the oldest of equal names, the one right after a creation included, so writers
+converge on one of them.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import hashlib
 import http.client
 import io
 import logging
+import re
 import ssl
 import tempfile
 import threading
@@ -42,6 +53,7 @@ from tasks.errors import (
     RemoteUnavailableError,
     StorageRejectedError,
 )
+from tasks.parameters import JOB_NAME_PATTERN
 from tasks.retries import RetryPolicy, rate_limit_wait, transient_wait
 from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests, join_key, split_container
 
@@ -72,6 +84,8 @@ FOLDER = "application/vnd.google-apps.folder"
 GOOGLE_APPS = "application/vnd.google-apps."
 SHA256_PROPERTY = "colabflow_sha256"
 JOB_PROPERTY = "colabflow_job"
+CHECKPOINTS_FOLDER = ".checkpoints"  # tasks/checkpoint.py keeps a job's batch results in this folder
+OCTET_STREAM = "application/octet-stream"
 ENTRY_FIELDS = "id,name,mimeType,size,md5Checksum,appProperties,createdTime"
 UPLOAD_UNIT = 256 * 1024
 DEFAULT_CHUNK = 16 * 1024 * 1024
@@ -90,7 +104,7 @@ def drive_place(location: str, access: StorageAccess) -> Place:
         "gdrive", location, "gdrive://FOLDER_ID/PATH", "; FOLDER_ID is the last part of the folder's URL"
     )
     if not access.drive:
-        return Place(store=DriveStore(folder_id), path=path)
+        return Place(store=DriveStore(folder_id, job_root=path), path=path)
     from blocks.drive import DriveFolder
 
     try:
@@ -100,7 +114,7 @@ def drive_place(location: str, access: StorageAccess) -> Place:
             f"DriveFolder block {access.drive!r} was not found; create it in the Prefect UI (Blocks > Drive Folder) "
             "or drop --drive to use Application Default Credentials"
         ) from None
-    return Place(store=folder.store(folder_id), path=path)
+    return Place(store=folder.store(folder_id, job_root=path), path=path)
 
 
 def drive_credentials(service_account_info: Mapping[str, Any] | None = None,
@@ -137,7 +151,11 @@ class _Target:
     name: str
     sha256: str
     md5: str
-    job: str
+    job: str | None
+
+    def properties(self) -> dict[str, str]:
+        found = {SHA256_PROPERTY: self.sha256}
+        return found if self.job is None else {**found, JOB_PROPERTY: self.job}
 
     def held_by(self, entry: Entry | None) -> bool:
         if entry is None:
@@ -147,16 +165,22 @@ class _Target:
 
 
 class DriveStore:
-    """One Drive folder, in My Drive or a shared drive. Keys are paths below it."""
+    """One Drive folder, in My Drive or a shared drive. Keys are paths below it.
+
+    `job_root` is the path of the location the store serves (a destination's PATH): the folders
+    right below it are job folders. None: the store records no job (a block's own result storage).
+    """
 
     def __init__(self, folder_id: str, credentials: Credentials | None = None, *, endpoint: str = GOOGLE_ENDPOINT,
-                 chunk_size: int = DEFAULT_CHUNK, policy: RetryPolicy = RetryPolicy()) -> None:
+                 chunk_size: int = DEFAULT_CHUNK, policy: RetryPolicy = RetryPolicy(),
+                 job_root: str | None = None) -> None:
         if chunk_size <= 0 or chunk_size % UPLOAD_UNIT:
             raise InvalidParameterError(f"Drive upload chunks must be a multiple of 256 KiB, got {chunk_size} bytes")
         self.folder_id = folder_id
         self.endpoint = endpoint.rstrip("/")
         self.chunk_size = chunk_size
         self.policy = policy
+        self.job_root = job_root
         self._credentials = credentials
         self._local = threading.local()
         self._guard = threading.Lock()
@@ -219,32 +243,25 @@ class DriveStore:
     def _write(self, key: str, stream: BinaryIO, sha256: str, md5: str) -> None:
         *folders, name = _segments(key)
         parent = cast(str, self._folder(folders, create=True))
-        target = _Target(f"{self.location}/{key}", parent, name, sha256, md5, job=key.strip("/").split("/")[0])
-        if stream.seek(0, io.SEEK_END) > self.chunk_size:
-            written = self._upload_in_chunks(target, stream)
+        target = _Target(f"{self.location}/{key}", parent, name, sha256, md5, _job_of(self.job_root, key))
+        entries = self._call(f"stat {target.uri}", lambda: self._named(target.parent, target.name))
+        existing = _pick(entries, folder=False, where=target.uri)
+        if target.held_by(existing):
+            return
+        if existing is not None and stream.seek(0, io.SEEK_END) <= self.chunk_size:
+            media = MediaIoBaseUpload(stream, OCTET_STREAM, resumable=False)
+            written = self._call(f"write {target.uri}", self._upload_request(target, existing, media).execute)
         else:
-            written = self._call(f"write {target.uri}", lambda: self._upload_whole(target, stream))
-        if written is not None and written.get("md5Checksum") != md5:
+            written = self._upload_in_session(target, existing, stream)
+        if written.get("md5Checksum") != md5:
             raise CorruptOutputError(
                 f"Drive reports md5 {written.get('md5Checksum')} for {target.uri} after upload, the local bytes have "
                 f"{md5}; the file is damaged: rerun the job to write it again"
             )
 
-    def _upload_whole(self, target: _Target, stream: BinaryIO) -> Entry | None:
-        """One multipart request. It looks the name up first, so a retry never makes a second file."""
-        existing = _pick(self._named(target.parent, target.name), folder=False, where=target.uri)
-        if target.held_by(existing):
-            return None
-        media = MediaIoBaseUpload(stream, "application/octet-stream", resumable=False)
-        return cast(Entry, self._upload_request(target, existing, media).execute())
-
-    def _upload_in_chunks(self, target: _Target, stream: BinaryIO) -> Entry | None:
+    def _upload_in_session(self, target: _Target, existing: Entry | None, stream: BinaryIO) -> Entry:
         """A resumable upload: a failed chunk is sent again from the offset Drive confirms."""
-        entries = self._call(f"stat {target.uri}", lambda: self._named(target.parent, target.name))
-        existing = _pick(entries, folder=False, where=target.uri)
-        if target.held_by(existing):
-            return None
-        media = MediaIoBaseUpload(stream, "application/octet-stream", chunksize=self.chunk_size, resumable=True)
+        media = MediaIoBaseUpload(stream, OCTET_STREAM, chunksize=self.chunk_size, resumable=True)
         request = self._upload_request(target, existing, media)
         response: Entry | None = None
         while response is None:
@@ -252,7 +269,7 @@ class DriveStore:
         return response
 
     def _upload_request(self, target: _Target, existing: Entry | None, media: MediaIoBaseUpload) -> HttpRequest:
-        body: Entry = {"appProperties": {SHA256_PROPERTY: target.sha256, JOB_PROPERTY: target.job}}
+        body: Entry = {"appProperties": target.properties()}
         if existing is not None:
             return self._files().update(fileId=existing["id"], body=body, media_body=media, fields=ENTRY_FIELDS,
                                         supportsAllDrives=True)
@@ -423,6 +440,28 @@ def _segments(key: str) -> list[str]:
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidParameterError(f"Drive key {key!r} must be a relative path with no empty, '.' or '..' segment")
     return parts
+
+
+def _job_of(job_root: str | None, key: str) -> str | None:
+    """The job folder a key lies in: `<job_root>/<job>/...`, or the job of a checkpoint location.
+
+    Checkpoints are a location of their own, `<results>/<job>/.checkpoints`, so there the job is
+    the folder above it. A file right at `job_root` (the job ledger) or in a folder no job can be
+    named (`.colabflow/`, where batch sizes are kept) belongs to no job.
+    """
+    if job_root is None:
+        return None
+    root, parts = [part for part in job_root.split("/") if part], _segments(key)
+    if parts[:len(root)] != root:
+        return None
+    below = parts[len(root):]
+    if len(root) >= 2 and root[-1] == CHECKPOINTS_FOLDER:
+        job = root[-2]
+    elif len(below) >= 2:
+        job = below[0]
+    else:
+        return None
+    return job if re.fullmatch(JOB_NAME_PATTERN, job) else None
 
 
 def _quote(value: str) -> str:

@@ -4,8 +4,9 @@ It answers what google-api-python-client sends, unmodified: files.list (with the
 colabflow uses, paging and `fields`), files.get (metadata, and `alt=media` with Range),
 files.create and files.update (metadata only, multipart, and resumable sessions with 308 and
 status queries), plus a token endpoint for service-account credentials. Every request is
-recorded, and a test can make the next requests fail: an HTTP error with a Drive error body, or
-a connection reset part-way through the request body.
+recorded (with its query and arrival time), and a test can make the next requests fail: an HTTP
+error with a Drive error body, a connection reset part-way through the request body, or a request
+carried out in full whose answer is lost (the connection closes before it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,13 +61,14 @@ class DriveFile:
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request as the fake saw it (headers lower-cased)."""
+    """One request as the fake saw it (headers lower-cased; `at` is time.monotonic() on arrival)."""
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body_length: int
+    at: float
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Fault:
     reason: str = ""
     retry_after: str | None = None
     drop_after: int | None = None
+    lose_response: bool = False
+    reset: bool = False
 
 
 @dataclass
@@ -95,7 +100,11 @@ class Session:
 
 
 class FakeDrive:
-    """The state behind the server: files, upload sessions, recorded requests and pending faults."""
+    """The state behind the server: files, upload sessions, recorded requests and pending faults.
+
+    `busy` counts the requests being handled right now, so a test can wait until a killed
+    client's last request has been carried out before it counts what the fake holds.
+    """
 
     def __init__(self, max_page_size: int = 1000) -> None:
         self.files: dict[str, DriveFile] = {}
@@ -104,6 +113,7 @@ class FakeDrive:
         self.sessions: dict[str, Session] = {}
         self.max_page_size = max_page_size
         self.wrong_md5 = 0
+        self.busy = 0
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
         self.endpoint = ""
@@ -156,6 +166,15 @@ class FakeDrive:
         """Reset the connection of the next matching requests once `after` body bytes have arrived."""
         with self.lock:
             self.faults.append(Fault(method, path, times, skip, drop_after=after))
+
+    def lose_response(self, method: str, path: str, *, reset: bool = False, times: int = 1, skip: int = 0) -> None:
+        """Carry out the next matching requests in full, then close the connection before answering.
+
+        A plain close looks to the client like a stale connection (httplib2 resends the request by
+        itself); `reset` sends a TCP reset instead, which reaches the caller as an error.
+        """
+        with self.lock:
+            self.faults.append(Fault(method, path, times, skip, lose_response=True, reset=reset))
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -294,17 +313,26 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _Server
+    answer_lost = False
+    arrived = 0.0
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read `FakeDrive.requests` instead."""
 
     def do_GET(self) -> None:
-        self._dispatch()
+        with self.server.drive.lock:
+            self.server.drive.busy += 1
+        try:
+            self._dispatch()
+        finally:
+            with self.server.drive.lock:
+                self.server.drive.busy -= 1
 
     do_POST = do_PUT = do_PATCH = do_GET
 
     def _dispatch(self) -> None:
         drive = self.server.drive
+        self.arrived = time.monotonic()
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
@@ -312,12 +340,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.drop_after is not None:
             self.rfile.read(min(fault.drop_after, length))
             self._record(parts.path, query, min(fault.drop_after, length))
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-            self.close_connection = True
+            self._reset()
             return
         body = self.rfile.read(length) if length else b""
         self._record(parts.path, query, len(body))
+        if fault is not None and fault.lose_response:
+            self.answer_lost = True
+            self._route(parts.path, query, body)
+            if fault.reset:
+                self._reset()
+            self.close_connection = True
+            return
         if fault is not None:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             self._send(fault.status, error_body(fault.status, fault.reason), headers)
@@ -327,10 +360,16 @@ class _Handler(BaseHTTPRequestHandler):
         except (AssertionError, KeyError, ValueError) as error:  # a request this fake (or Drive) cannot serve
             self._send(400, error_body(400, "badRequest", f"fake drive cannot serve this: {error!r}"))
 
+    def _reset(self) -> None:
+        """Close the connection with a TCP reset (SO_LINGER 0), not a FIN."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
     def _record(self, path: str, query: dict[str, str], body_length: int) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
         with self.server.drive.lock:
-            self.server.drive.requests.append(Recorded(self.command, path, query, headers, body_length))
+            self.server.drive.requests.append(Recorded(self.command, path, query, headers, body_length, self.arrived))
 
     def _route(self, path: str, query: dict[str, str], body: bytes) -> None:
         drive = self.server.drive
@@ -434,6 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode(), {"Content-Type": "application/json; charset=UTF-8"})
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        if self.answer_lost:
+            return
         self.send_response(status)
         if status >= 400:
             self.send_header("Content-Type", "application/json; charset=UTF-8")

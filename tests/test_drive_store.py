@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
+from googleapiclient.discovery import build
 
 from tasks.drive import DriveStore, drive_credentials, drive_place
 from tasks.errors import (
@@ -40,9 +41,10 @@ def sleeps() -> list[float]:
     return []
 
 
-def make_store(drive: FakeDrive, sleeps: list[float], folder_id: str | None = None) -> DriveStore:
+def make_store(drive: FakeDrive, sleeps: list[float], folder_id: str | None = None,
+               job_root: str | None = None) -> DriveStore:
     return DriveStore(folder_id or drive.root, AnonymousCredentials(), endpoint=drive.endpoint, chunk_size=CHUNK,
-                      policy=RetryPolicy(attempts=4, sleep=sleeps.append))
+                      policy=RetryPolicy(attempts=4, sleep=sleeps.append), job_root=job_root)
 
 
 @pytest.fixture
@@ -110,7 +112,25 @@ def test_changed_bytes_update_the_file_in_place(store: DriveStore, drive: FakeDr
     assert drive.file_at("job/a.gz").id == file_id
     assert drive.file_at("job/a.gz").content == b"new"
     assert drive.file_at("job/a.gz").app_properties["colabflow_sha256"] == hashlib.sha256(b"new").hexdigest()
-    assert drive.file_at("job/a.gz").app_properties["colabflow_job"] == "job"
+
+
+def test_files_carry_their_job_and_a_drive_search_finds_them(drive: FakeDrive, sleeps: list[float]) -> None:
+    """Below gdrive://ROOT/jobs, colabflow_job is the job folder's name, found by an appProperties query."""
+    destination = make_store(drive, sleeps, job_root="jobs")
+    destination.write_bytes("jobs/myjob/chunks/texts/chunks/a.txt.gz", b"member")
+    destination.write_bytes("jobs/myjob/manifest.jsonl", b"{}\n")
+    destination.write_bytes("jobs/other/chunks/b.txt.gz", b"other")
+    destination.write_bytes("jobs/ledger.jsonl", b"{}\n")
+    destination.write_bytes("jobs/.colabflow/batch-sizes.json", b"{}")
+    make_store(drive, sleeps, job_root="jobs/myjob/.checkpoints").write_bytes("jobs/myjob/.checkpoints/batch-1", b"{}")
+    client = build("drive", "v3", credentials=AnonymousCredentials(), static_discovery=True,
+                   client_options={"api_endpoint": f"{drive.endpoint}/drive/v3/"})
+    found = client.files().list(q="appProperties has { key='colabflow_job' and value='myjob' } and trashed = false",
+                                fields="files(name)").execute()
+    assert sorted(entry["name"] for entry in found["files"]) == ["a.txt.gz", "batch-1", "manifest.jsonl"]
+    assert drive.file_at("jobs/other/chunks/b.txt.gz").app_properties["colabflow_job"] == "other"
+    assert "colabflow_job" not in drive.file_at("jobs/ledger.jsonl").app_properties
+    assert "colabflow_job" not in drive.file_at("jobs/.colabflow/batch-sizes.json").app_properties
 
 
 def test_empty_file_round_trips(store: DriveStore) -> None:
@@ -134,6 +154,25 @@ def test_dropped_chunk_resumes_where_drive_stopped(store: DriveStore, drive: Fak
     assert len(drive.made("POST", UPLOAD, uploadType="resumable")) == 1
     assert len(drive.children(drive.file_at("job").id, "big.bin")) == 1
     assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize(("method", "reset", "old"), [
+    ("POST", False, None), ("PUT", True, None), ("PATCH", True, b"old"),
+], ids=["session-start-closed", "commit-reset", "update-reset"])
+def test_an_answer_lost_after_drive_stored_the_file_makes_no_second_file(
+    store: DriveStore, drive: FakeDrive, method: str, reset: bool, old: bytes | None
+) -> None:
+    """Drive carries out the upload, the answer never arrives; the write resends and one file holds the bytes."""
+    if old is not None:
+        store.write_bytes("job/a.gz", old)
+    else:
+        store.write_bytes("job/first.gz", b"makes the folder")
+    drive.lose_response(method, UPLOAD, reset=reset)
+    store.write_bytes("job/a.gz", b"new")
+    assert not [fault for fault in drive.faults if fault.times], "the fault never fired"
+    assert len(drive.children(drive.file_at("job").id, "a.gz")) == 1
+    assert drive.file_at("job/a.gz").content == b"new"
+    assert drive.file_at("job/a.gz").app_properties["colabflow_sha256"] == hashlib.sha256(b"new").hexdigest()
 
 
 def test_changed_large_file_is_updated_through_a_resumable_session(store: DriveStore, drive: FakeDrive) -> None:
@@ -170,6 +209,35 @@ def test_503_is_retried_with_backoff(store: DriveStore, drive: FakeDrive, sleeps
     store.write_bytes("job/a.gz", b"x")
     assert sleeps == [1.0, 2.0]
     assert len(drive.children(drive.file_at("job").id, "a.gz")) == 1
+
+
+def test_503_waits_as_long_as_retry_after_says(drive: FakeDrive, caplog: pytest.LogCaptureFixture) -> None:
+    """A 503 with Retry-After: 1 on an upload chunk: Drive sees the next request at least 1 s later."""
+    store = DriveStore(drive.root, AnonymousCredentials(), endpoint=drive.endpoint, chunk_size=CHUNK,
+                       policy=RetryPolicy(attempts=3))
+    drive.fail("PUT", UPLOAD, 503, retry_after="1")
+    with caplog.at_level(logging.WARNING, logger="colabflow.drive"):
+        store.write_bytes("job/a.gz", b"x")
+    failed, retried = drive.made("PUT", UPLOAD)[:2]
+    assert retried.at - failed.at >= 1.0
+    assert "Drive answered 503" in caplog.text and "waiting 1.0 s before attempt 2 of 3" in caplog.text
+    assert drive.file_at("job/a.gz").content == b"x"
+
+
+def test_every_request_asks_for_shared_drives(store: DriveStore, drive: FakeDrive) -> None:
+    """Each files.* request says supportsAllDrives=true, and each files.list includeItemsFromAllDrives=true."""
+    store.write_bytes("job/deep/a.gz", b"small")
+    store.write_bytes("job/deep/a.gz", b"changed")
+    store.write_bytes("job/big.bin", random_bytes(2 * CHUNK + 1))
+    with store.open_read("job/big.bin") as stream:
+        stream.read()
+    assert [info.key for info in store.list("job")] == ["job/big.bin", "job/deep/a.gz"]
+    ours = [r for r in drive.requests if r.path.startswith((FILES, UPLOAD)) and "upload_id" not in r.query]
+    assert {(r.method, r.path.startswith(UPLOAD)) for r in ours} == {
+        ("GET", False), ("POST", False), ("POST", True), ("PATCH", True)}
+    assert [r for r in ours if r.query.get("supportsAllDrives") != "true"] == []
+    lists = [r for r in ours if r.method == "GET" and r.path == FILES]
+    assert lists and [r for r in lists if r.query.get("includeItemsFromAllDrives") != "true"] == []
 
 
 def test_rate_limit_403_is_retried(store: DriveStore, drive: FakeDrive, sleeps: list[float]) -> None:
