@@ -30,56 +30,37 @@ converge on one of them.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import logging
 import re
-import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
 
-from tasks.errors import (
-    ColabflowError,
-    CorruptOutputError,
-    InvalidParameterError,
-    MissingObjectError,
-    RemoteUnavailableError,
-    StorageRejectedError,
-)
+from tasks.drive_api import GOOGLE_ENDPOINT, build_service, drive_credentials, translate_error
+from tasks.errors import CorruptOutputError, InvalidParameterError, MissingObjectError
 from tasks.parameters import JOB_NAME_PATTERN
-from tasks.retries import RetryPolicy, rate_limit_wait, transient_wait
+from tasks.retries import RetryPolicy
 from tasks.stores import ObjectInfo, Place, StorageAccess, file_digests, join_key, split_container
 
 try:
-    import google.auth
-    import httplib2
-    from google.auth.credentials import AnonymousCredentials, Credentials
-    from google.auth.exceptions import (
-        DefaultCredentialsError,
-        GoogleAuthError,
-        TransportError,
-    )
-    from google.oauth2 import service_account
-    from googleapiclient.discovery import build
-    from googleapiclient.errors import HttpError
+    from google.auth.credentials import Credentials
     from googleapiclient.http import HttpRequest, MediaIoBaseDownload, MediaIoBaseUpload
 except ImportError as missing:  # pragma: no cover - depends on the installation
     raise ImportError(f"gdrive:// needs google-api-python-client: pip install 'colabflow[drive]' ({missing})") from None
+
+__all__ = ["DriveStore", "drive_credentials", "drive_place"]
 
 T = TypeVar("T")
 Entry = dict[str, Any]
 Entries = list[Entry]
 logger = logging.getLogger("colabflow.drive")
 
-GOOGLE_ENDPOINT = "https://www.googleapis.com"
-SCOPES = ["https://www.googleapis.com/auth/drive"]
 FOLDER = "application/vnd.google-apps.folder"
 GOOGLE_APPS = "application/vnd.google-apps."
 SHA256_PROPERTY = "colabflow_sha256"
@@ -91,11 +72,6 @@ UPLOAD_UNIT = 256 * 1024
 DEFAULT_CHUNK = 16 * 1024 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 PAGE_SIZE = 1000
-RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
-CREDENTIALS_ADVICE = (
-    "check the service account key in the DriveFolder block (--drive NAME), or renew Application Default "
-    "Credentials (on Colab: google.colab.auth.authenticate_user())"
-)
 
 
 def drive_place(location: str, access: StorageAccess) -> Place:
@@ -115,31 +91,6 @@ def drive_place(location: str, access: StorageAccess) -> Place:
             "or drop --drive to use Application Default Credentials"
         ) from None
     return Place(store=folder.store(folder_id, job_root=path), path=path)
-
-
-def drive_credentials(service_account_info: Mapping[str, Any] | None = None,
-                      endpoint: str = GOOGLE_ENDPOINT) -> Credentials:
-    """The service account given; else none for a test server or emulator; else Application Default Credentials."""
-    if service_account_info:
-        try:
-            return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call,no-any-return]
-                dict(service_account_info), scopes=SCOPES)
-        except (ValueError, KeyError):
-            raise InvalidParameterError(
-                "service_account_info is not a service account key (it needs type, client_email, private_key and "
-                "token_uri); paste the whole JSON key file (Cloud console: IAM > Service accounts > Keys)"
-            ) from None
-    if endpoint.rstrip("/") != GOOGLE_ENDPOINT:
-        return AnonymousCredentials()  # type: ignore[no-untyped-call]
-    try:
-        credentials, _ = google.auth.default(scopes=SCOPES)
-    except DefaultCredentialsError:
-        raise StorageRejectedError(
-            "no Google credentials found for gdrive://; on Colab run google.colab.auth.authenticate_user(), "
-            "elsewhere `gcloud auth application-default login --scopes=https://www.googleapis.com/auth/drive,"
-            "https://www.googleapis.com/auth/cloud-platform`, or pass --drive NAME (a DriveFolder block)"
-        ) from None
-    return credentials
 
 
 @dataclass(frozen=True)
@@ -365,7 +316,7 @@ class DriveStore:
             with self._guard:
                 if self._credentials is None:
                     self._credentials = drive_credentials(None, self.endpoint)
-            service = self._local.service = _build_service(self._credentials, self.endpoint)
+            service = self._local.service = build_service(self._credentials, self.endpoint)
         return service.files()
 
     def _account(self) -> str:
@@ -379,60 +330,10 @@ class DriveStore:
             try:
                 return operation()
             except Exception as error:  # noqa: BLE001 - translated: raised as itself or a specific error
-                raise self._translate(what, error) from None
+                raise translate_error(what, error, self._account(), self.location) from None
 
         return self.policy.run(once, logger)
 
-    def _translate(self, what: str, error: Exception) -> RemoteUnavailableError:
-        """Return a retryable error for transient trouble; raise a specific one for the rest."""
-        if isinstance(error, (ConnectionError, TimeoutError, http.client.HTTPException, ssl.SSLError,
-                              httplib2.HttpLib2Error, TransportError)):
-            return RemoteUnavailableError(f"{what}: Drive could not be reached ({type(error).__name__})")
-        if isinstance(error, GoogleAuthError):
-            raise StorageRejectedError(f"{what}: the Google credentials were refused or could not be refreshed "
-                                       f"({type(error).__name__}); {CREDENTIALS_ADVICE}") from None
-        if not isinstance(error, HttpError):
-            raise error
-        status, reason = int(error.resp.status), _reason(error)
-        headers = {"Retry-After": error.resp.get("retry-after", "")}
-        transient, wait = transient_wait(status, headers)
-        if transient or reason in RATE_LIMIT_REASONS:
-            wait = rate_limit_wait(headers) if wait is None else wait
-            return RemoteUnavailableError(f"{what}: Drive answered {status} {reason}".rstrip(), retry_after=wait)
-        raise self._rejection(what, status, reason, str(error.reason)) from None
-
-    def _rejection(self, what: str, status: int, reason: str, message: str) -> ColabflowError:
-        account = self._account()
-        if status == 401:
-            return StorageRejectedError(f"{what}: Drive refused the credentials (401); {CREDENTIALS_ADVICE}")
-        if status == 404:
-            return MissingObjectError(f"{what}: Drive has no such file or folder, or it is not shared with {account}")
-        if reason == "storageQuotaExceeded":
-            return StorageRejectedError(
-                f"{what}: the Drive storage quota of {account} is used up (403 storageQuotaExceeded); free space in "
-                "that Drive, or use another account or a folder in a shared drive (a service account has no storage "
-                "of its own: put the folder in a shared drive)"
-            )
-        if status == 403:
-            return StorageRejectedError(
-                f"{what}: {account} may not do this in {self.location} (403 {reason}); share the folder with it "
-                "as Editor (Viewer is enough for a source) or use an account with write access; with Application "
-                "Default Credentials, log in with the Drive scope"
-            )
-        return StorageRejectedError(f"{what}: Drive answered {status} {reason}: {message}")
-
-
-def _build_service(credentials: Credentials, endpoint: str) -> Any:
-    scheme = urlsplit(endpoint).scheme
-
-    def request(http: Any, postproc: Any, uri: str, **options: Any) -> HttpRequest:
-        # With api_endpoint set, the client moves media URLs to the endpoint's host but keeps
-        # https (discovery._fix_up_media_path_base_url); every URL must use the endpoint's scheme.
-        return HttpRequest(http, postproc, urlunsplit(urlsplit(uri)._replace(scheme=scheme)), **options)
-
-    return build("drive", "v3", credentials=credentials, requestBuilder=request,
-                 client_options={"api_endpoint": f"{endpoint}/drive/v3/"}, static_discovery=True,
-                 cache_discovery=False)
 
 
 def _segments(key: str) -> list[str]:
@@ -486,10 +387,3 @@ def _is_google_file(entry: Entry, where: str) -> bool:
 def _info(key: str, entry: Entry) -> ObjectInfo:
     return ObjectInfo(key=key, size=int(entry.get("size", 0)), md5=entry.get("md5Checksum"),
                       sha256=entry.get("appProperties", {}).get(SHA256_PROPERTY))
-
-
-def _reason(error: HttpError) -> str:
-    details = error.error_details
-    if isinstance(details, list) and details and isinstance(details[0], dict):
-        return str(details[0].get("reason", ""))
-    return ""
