@@ -58,7 +58,8 @@ def default_worker_name(gpu_class: str) -> str:
 
 def worker_environment() -> dict[str, str]:
     """The worker's environment: where the code is, and this Python's scripts first on PATH,
-    so the job command `prefect flow-run execute` runs the same installation as the worker."""
+    so the job command (`python3 -m deployments.attempt_guard`, which runs `prefect flow-run
+    execute`) uses the same installation as the worker."""
     scripts = str(Path(sys.executable).parent)
     return {**os.environ, "COLABFLOW_ROOT": str(code_root()), "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
@@ -162,10 +163,29 @@ def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE
         return
     for run in runs:
         _signal_quietly(run, signal.SIGTERM)
-    psutil.wait_procs(runs, timeout=grace)
+    _wait_until_exited(runs, grace)
     for process in [*descendants, supervisor]:
         _signal_quietly(process, signal.SIGKILL)
     worker.wait()
+
+
+def _exited(process: psutil.Process) -> bool:
+    """Gone, or a zombie: a run that exits under the frozen worker stays unreaped until it is killed."""
+    try:
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until_exited(processes: list[psutil.Process], timeout: float, every: float = 0.1) -> None:
+    """Poll until every process has exited (zombies included) or `timeout` passes.
+
+    `psutil.wait_procs` counts a zombie as running, so it waited out the whole grace period after
+    every drain: the frozen worker cannot reap its runs.
+    """
+    deadline = time.monotonic() + timeout
+    while not all(_exited(process) for process in processes) and time.monotonic() < deadline:
+        time.sleep(every)
 
 
 def _signal_quietly(process: psutil.Process, signum: int) -> None:

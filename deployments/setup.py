@@ -21,7 +21,8 @@ from prefect.workers.process import ProcessWorker
 
 QUEUES = ("a100", "l4", "t4", "any", "cpu")
 FINAL_EVENTS = {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled"}
-ABANDONED_STATE_NAME = "Abandoned"
+# Each run starts through the guard, which counts its crashes before the flow is loaded.
+JOB_COMMAND = "python3 -m deployments.attempt_guard"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def base_job_template(settings: PoolSettings) -> dict[str, Any]:
     """Prefect's process template, with our command and environment as defaults."""
     template = ProcessWorker.get_default_base_job_template()
     properties = template["variables"]["properties"]
-    properties["command"]["default"] = "prefect flow-run execute"
+    properties["command"]["default"] = JOB_COMMAND
     properties["env"]["default"] = {
         "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds),
@@ -65,8 +66,11 @@ def recovery_automations(settings: PoolSettings) -> list[AutomationCore]:
         trigger=EventTrigger(
             # The start states too: a run killed before its first heartbeat reached the server has
             # only those (docs/benchmarks.md, chaos). So --crash-after must exceed the slowest start.
+            # Any later event of the run (heartbeat or state change) answers, as in Prefect's "detect
+            # zombie flows" recipe: a drained run (AwaitingRetry, a Scheduled state) waiting
+            # for a worker is not dead, and neither is an Abandoned one.
             after={"prefect.flow-run.heartbeat", *START_EVENTS},
-            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Crashed", *FINAL_EVENTS},
+            expect={"prefect.flow-run.*"},
             match=runs, match_related=in_pool, for_each={"prefect.resource.id"},
             posture=Posture.Proactive, threshold=1, within=timedelta(seconds=settings.zombie_after_seconds),
         ),
@@ -77,7 +81,7 @@ def recovery_automations(settings: PoolSettings) -> list[AutomationCore]:
     )
     reschedule = AutomationCore(
         name=f"colabflow {settings.pool}: reschedule crashed runs",
-        description=f"Put a Crashed run back in its queue; the flow gives up after {settings.max_attempts} attempts.",
+        description=f"Put a Crashed run back in its queue; its job command gives up after {settings.max_attempts} crashes.",
         trigger=EventTrigger(
             after={"prefect.flow-run.Crashed"},
             expect={"prefect.flow-run.Scheduled", "prefect.flow-run.Pending", "prefect.flow-run.Running", *FINAL_EVENTS},

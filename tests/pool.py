@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -44,14 +45,67 @@ def kill_machine(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def start_deployment_run(env: dict[str, str], parameters: str) -> UUID:
-    """`prefect deployment run` with JSON parameters; returns the flow run id."""
-    output = run_checked([sys.executable, "-m", "prefect", "deployment", "run", "compress-chunks/colab-gpu",
-                          "--params", parameters], env)
+DEPLOYMENT = "compress-chunks/colab-gpu"
+
+
+def start_deployment_run(env: dict[str, str], parameters: str, deployment: str = DEPLOYMENT) -> UUID:
+    """`prefect deployment run DEPLOYMENT --params '{"request": {…}}'`; returns the flow run id."""
+    output = run_checked([sys.executable, "-m", "prefect", "deployment", "run", deployment, "--params", parameters], env)
+    return run_id_in(output)
+
+
+def start_request_run(env: dict[str, str], request: dict[str, object]) -> UUID:
+    """`prefect deployment run 'compress-chunks/colab-gpu' --param request='{…}'`, as docs/deployments.md shows."""
+    output = run_checked([sys.executable, "-m", "prefect", "deployment", "run", DEPLOYMENT,
+                          "--param", f"request={json.dumps(request)}"], env)
+    return run_id_in(output)
+
+
+def run_id_in(output: str) -> UUID:
     for line in output.splitlines():
         if "UUID" in line:
             return UUID(line.split()[-1])
     raise AssertionError(f"no flow run id in: {output}")
+
+
+def busy_worker(workers: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes] | None:
+    """The worker that is executing a flow run: its tree holds more than the Prefect worker itself."""
+    for worker in workers:
+        try:
+            if len(psutil.Process(worker.pid).children(recursive=True)) > 1:
+                return worker
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def verify_with_cli(env: dict[str, str], job_dir: Path) -> str:
+    """`colabflow verify JOB_DIR`, the installed console command; returns what it printed."""
+    return run_checked([str(Path(sys.executable).parent / "colabflow"), "verify", str(job_dir)], env)
+
+
+def spent_task_retries(flow_run_id: UUID) -> list[str]:
+    """Task runs of a flow run that used a retry: a run count above 1 or an AwaitingRetry state."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.status import read_task_runs
+
+    spent: list[str] = []
+    with get_client(sync_client=True) as client:
+        for task_run in read_task_runs(client, flow_run_id):
+            names = {state.name or "" for state in client.read_task_run_states(task_run.id)}
+            if task_run.run_count > 1 or "AwaitingRetry" in names:
+                spent.append(f"{task_run.name}: run count {task_run.run_count}, states {sorted(names)}")
+    return spent
+
+
+def state_history(flow_run_id: UUID) -> list[tuple[str, str]]:
+    """A flow run's states as (type, name), oldest first."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = sorted(client.read_flow_run_states(flow_run_id), key=lambda state: state.timestamp)
+    return [(str(state.type.value), state.name or str(state.type.value)) for state in states]
 
 
 def flow_run_state(flow_run_id: UUID) -> str:
@@ -60,20 +114,9 @@ def flow_run_state(flow_run_id: UUID) -> str:
 
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run_id).state
-    return state.name if state else "unknown"
+    return (state.name or str(state.type.value)) if state else "unknown"
 
 
 def recipes_at(job_dir: Path) -> dict[Path, bytes]:
     """Every recipe of a job folder and its bytes: the chunks done at this moment."""
     return {path: path.read_bytes() for path in (job_dir / "chunks").glob("*.recipe.json")}
-
-
-def finish_with_new_worker(env: dict[str, str], log: Path, flow_run_id: UUID) -> None:
-    """Start a fresh worker, wait until the run completes, then stop that worker."""
-    from tests.servers import wait_until
-
-    worker = start_worker(env, log)
-    try:
-        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the run to complete")
-    finally:
-        kill_machine(worker)
