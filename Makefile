@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 # CUDA build and pulls several GB of NVIDIA packages.
 TORCH_CPU := torch==2.13.0+cpu
 TORCH_INDEX := https://download.pytorch.org/whl/cpu
+# The wheel alone comes from the CPU index; its dependencies then come from the usual index.
 $(VENV)/.torch: $(VENV)/.installed
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(TORCH_CPU)' --extra-index-url $(TORCH_INDEX)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps '$(TORCH_CPU)' --extra-index-url $(TORCH_INDEX)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(TORCH_CPU)'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -14,7 +14,7 @@ from tasks.manifest import write_manifest_task
 from tasks.models import BatchOutcome, JobReport
 from tasks.parameters import CompressJob
 from tasks.report import finished_recipes, summarize_job
-from tasks.spend import load_budget_task, quota_stop, read_spend_task, record_spend_task
+from tasks.spend import SpendRecorder, load_budget_task, quota_stop, read_spend_task
 from tasks.unwalked import unwalked
 
 
@@ -33,6 +33,7 @@ def compress_chunks(request: CompressJob) -> JobReport:
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints)
     record_job_task(settings, unwalked(plan))
     progress = ProgressArtifact(request.job, len(plan.batches))
+    spend = SpendRecorder(settings, budget)
     outcomes: list[BatchOutcome] = []
     stopped: str | None = None
     for index, batch in enumerate(plan.batches):
@@ -41,11 +42,10 @@ def compress_chunks(request: CompressJob) -> JobReport:
             get_run_logger().warning("job %s: %s", request.job, stopped)
             break
         outcomes.append(run_batch(batch, settings, request.refresh_checkpoints, index))
-        if not outcomes[-1].from_checkpoint:
-            record_spend_task(settings, budget)
+        spend.after_batch(outcomes[-1])
         progress.advance(index + 1)
     manifest = write_manifest_task(settings, unwalked(finished_recipes(outcomes)))
-    spent = record_spend_task(settings, budget, final=True)
+    spent = spend.final()
     report = summarize_job(settings, plan, outcomes, manifest, spent.recorded_at, spent, stopped)
     quarantine_task(settings, unwalked(report.failed))
     publish_report(report)

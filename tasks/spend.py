@@ -2,9 +2,10 @@
 
 The flow loads the `ComputeBudget` block once and reads what the destination has spent so far.
 Before each batch `quota_stop` counts this run's batch time on top of that, and the flow stops
-taking batches when the projection passes the quota. After every batch, and at the end, the run's
-wall time so far goes into `<destination>/ledger.jsonl` as its one (job, flow run, attempt) line,
-so a runtime that dies mid-job has still recorded what it spent up to its last batch.
+taking batches when the projection passes the quota. After the first batch that does work, then at
+most every `LEDGER_EVERY_SECONDS`, and at the end, the run's wall time so far goes into
+`<destination>/ledger.jsonl` as its one (job, flow run, attempt) line, so a runtime that dies
+mid-job has recorded all but the last half minute of what it spent.
 
 Units are charged for the runtime, not for where the codec ran: Colab bills a GPU runtime by the
 hour whether or not the job used its GPU (`--codec cpu` on an A100 still costs A100 units).
@@ -12,6 +13,7 @@ hour whether or not the job used its GPU (`--codec cpu` on an A100 still costs A
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import cast
@@ -33,6 +35,9 @@ from tasks.retries import IO_RETRY_DELAYS, retry_if_transient
 def device_class(device: str) -> str:
     """The compute-unit class of a device: 'cpu', or the work-queue class of the GPU's name."""
     return "cpu" if device == "cpu" else gpu_class_of(device)
+
+
+LEDGER_EVERY_SECONDS = 30.0
 
 
 @lru_cache(maxsize=1)
@@ -112,3 +117,27 @@ def record_spend_task(settings: BatchSettings, budget: ComputeBudget, final: boo
             "job %s: %.3f s on %s, about %.6f compute units", entry.job, entry.seconds, entry.device, entry.compute_units
         )
     return entry
+
+
+class SpendRecorder:
+    """Keeps the attempt's ledger line current while the flow runs, without a write per batch.
+
+    A batch loaded from its checkpoint spends next to nothing, so only batches that did work
+    count, and between writes at least `every` seconds pass: a task run per batch would cost a
+    long job of small batches minutes of orchestration.
+    """
+
+    def __init__(self, settings: BatchSettings, budget: ComputeBudget, every: float = LEDGER_EVERY_SECONDS) -> None:
+        self.settings, self.budget, self.every = settings, budget, every
+        self._written_at = float("-inf")
+
+    def after_batch(self, outcome: BatchOutcome) -> None:
+        """Write the line if the batch did work and the last write is old enough."""
+        if outcome.from_checkpoint or time.monotonic() - self._written_at < self.every:
+            return
+        record_spend_task(self.settings, self.budget)
+        self._written_at = time.monotonic()
+
+    def final(self) -> LedgerEntry:
+        """Write the attempt's final line and return it."""
+        return record_spend_task(self.settings, self.budget, final=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from blocks.compute_budget import ComputeBudget
+from tasks.compress import prepare_job
 from tasks.errors import CorruptOutputError
 from tasks.ledger import (
     LEDGER_NAME,
@@ -20,6 +21,8 @@ from tasks.ledger import (
     read_ledger,
     spend,
 )
+from tasks.models import BatchOutcome
+from tasks.spend import SpendRecorder
 from tasks.stores import StorageAccess
 
 ACCESS = StorageAccess()
@@ -124,3 +127,21 @@ def test_a_quota_already_spent_stops_before_the_first_batch() -> None:
     """With no batch timed yet, a spent quota still stops the job."""
     assert "50.00 of 50.00 units are spent" in (projected_over_quota(50.0, [], 10, ComputeBudget(quota_units=50.0), "t4") or "")
     assert projected_over_quota(49.0, [], 10, ComputeBudget(quota_units=50.0), "t4") is None
+
+
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
+def test_the_spend_recorder_writes_after_work_at_most_once_per_interval(tmp_path: Path) -> None:
+    """First working batch: a line; again within the interval or from a checkpoint: no write; final: rewritten."""
+    settings = prepare_job(str(tmp_path / "out"), "job", "cpu", 6)
+    recorder = SpendRecorder(settings, ComputeBudget(), every=3600)
+    ledger = tmp_path / "out" / "ledger.jsonl"
+    recorder.after_batch(BatchOutcome(chunk_ids=["a"], from_checkpoint=True))
+    assert not ledger.exists()
+    recorder.after_batch(BatchOutcome(chunk_ids=["a"]))
+    first = ledger.read_bytes()
+    recorder.after_batch(BatchOutcome(chunk_ids=["b"]))
+    assert ledger.read_bytes() == first
+    final = recorder.final()
+    assert ledger.read_bytes() != first and len(ledger.read_bytes().splitlines()) == 1
+    assert read_ledger(str(tmp_path / "out"), StorageAccess()) == [final]

@@ -33,7 +33,7 @@ CHUNKS = 400
 BATCH = 5
 # The drain worker has a 60 s budget and drains 20 s before its end: about 25 s of flow work, while
 # an idle machine here compresses about 90 of these chunks a second (a loaded one 40).
-DRAIN_CHUNKS = 4000
+DRAIN_CHUNKS = 2400
 
 
 @pytest.fixture
