@@ -99,6 +99,7 @@ def measure_flow(scratch: Path, chunk_count: int, chunk_bytes: int) -> dict[str,
         "overhead_ms_per_chunk": round((wall_s - codec_s) / len(chunks) * 1000, 3),
         "rerun_s": round(rerun_s, 4), "rerun_vs_hash": round(rerun_s / hash_s, 2),
         "rerun_compressed": rerun.compressed, "rerun_batches_reused": rerun.batches_reused,
+        "rerun_chunks_read": rerun.chunks_read,
     }
 
 
