@@ -31,9 +31,10 @@ from tests.servers import server_environment, wait_until
 
 CHUNKS = 400
 BATCH = 5
-# The drain worker has a 60 s budget and drains 20 s before its end: about 25 s of flow work, while
-# an idle machine here compresses about 90 of these chunks a second (a loaded one 40).
-DRAIN_CHUNKS = 2400
+# The drain worker has a 60 s budget and drains 40 s before its end: about 15 s of flow work, while
+# an idle machine here compresses about 90 to 120 of these chunks a second (a loaded one 40), so
+# the job is at most half done when the drain comes, on a fast machine or a slow one.
+DRAIN_CHUNKS = 4000
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env:
     destination = tmp_path / "out"
     parameters = {"request": {"source": [str(source)], "destination": str(destination), "job": "drain", "batch_size": 2}}
     flow_run_id = start_deployment_run(pool_env, json.dumps(parameters))
-    first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "60s", "--drain-margin", "20s",
+    first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "60s", "--drain-margin", "40s",
                          "--check-every", "0.2s")
     wait_until(lambda: flow_run_state(flow_run_id) == "Running", 120, 0.2, "the first worker to start the run")
     # A second worker waits for the drained run, as on a pool with a spare runtime: a run left in the
