@@ -51,13 +51,13 @@ def proxy(emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy
 
 
 @pytest.fixture
-def recorded_sleep() -> RecordedSleep:
+def sleep_log() -> RecordedSleep:
     return RecordedSleep()
 
 
 @pytest.fixture
-def store(proxy: FaultProxy, recorded_sleep: RecordedSleep) -> GcsStore:
-    return GcsStore(BUCKET, StorageAccess(), RetryPolicy(attempts=4, sleep=recorded_sleep))
+def store(proxy: FaultProxy, sleep_log: RecordedSleep) -> GcsStore:
+    return GcsStore(BUCKET, StorageAccess(), RetryPolicy(attempts=4, sleep=sleep_log))
 
 
 @pytest.fixture
@@ -98,13 +98,13 @@ def test_a_new_object_is_guarded_by_generation_zero_and_a_second_upload_is_a_no_
 
 @pytest.mark.parametrize(("status", "headers", "expected_wait"), [(429, {"Retry-After": "7"}, 7.0), (503, {}, 1.0)])
 def test_transient_answers_are_retried_with_the_wait_asked_for(
-    store: GcsStore, proxy: FaultProxy, recorded_sleep: RecordedSleep, prefix: str,
+    store: GcsStore, proxy: FaultProxy, sleep_log: RecordedSleep, prefix: str,
     status: int, headers: dict[str, str], expected_wait: float,
 ) -> None:
     """429 honours Retry-After; 503 backs off; then the write lands."""
     proxy.add(Fault("POST", "/upload/", status, headers, b'{"error": {"code": %d, "message": "slow down"}}' % status))
     store.write_bytes(f"{prefix}/y", b"data")
-    assert recorded_sleep.waits == [expected_wait]
+    assert sleep_log.waits == [expected_wait]
     assert read_bytes(store, f"{prefix}/y") == b"data"
 
 
@@ -139,7 +139,7 @@ def test_retries_run_out_with_a_retryable_error(store: GcsStore, proxy: FaultPro
     ],
 )
 def test_refusals_fail_fast_naming_the_setting(
-    store: GcsStore, proxy: FaultProxy, recorded_sleep: RecordedSleep, prefix: str,
+    store: GcsStore, proxy: FaultProxy, sleep_log: RecordedSleep, prefix: str,
     status: int, error: type[Exception], message: str,
 ) -> None:
     """401/403/404 are not retried, and say what to fix."""
@@ -147,7 +147,7 @@ def test_refusals_fail_fast_naming_the_setting(
     with pytest.raises(error, match=message):
         with store.open_read(f"{prefix}/any"):
             pass
-    assert recorded_sleep.waits == []
+    assert sleep_log.waits == []
 
 
 def test_a_dropped_connection_mid_upload_resumes_the_chunk_not_the_file(

@@ -98,13 +98,13 @@ class RecordedSleep:
 
 
 @pytest.fixture
-def recorded_sleep() -> RecordedSleep:
+def sleep_log() -> RecordedSleep:
     return RecordedSleep()
 
 
 @pytest.fixture
-def policy(recorded_sleep: RecordedSleep) -> RetryPolicy:
-    return RetryPolicy(attempts=3, base_delay=0.5, max_delay=3600.0, sleep=recorded_sleep)
+def policy(sleep_log: RecordedSleep) -> RetryPolicy:
+    return RetryPolicy(attempts=3, base_delay=0.5, max_delay=3600.0, sleep=sleep_log)
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_a_truncated_tree_is_walked_one_directory_at_a_time(
 
 
 def test_rate_limit_403_waits_until_the_reset_and_logs_it(
-    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, recorded_sleep: RecordedSleep,
+    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, sleep_log: RecordedSleep,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 403 with no requests left waits until X-RateLimit-Reset, says so in the log, then goes on."""
@@ -204,14 +204,14 @@ def test_rate_limit_403_waits_until_the_reset_and_logs_it(
         Response("limit", 403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}))
     with caplog.at_level(logging.WARNING, logger="colabflow.github"):
         location = github_place(f"github://octo/{repo.name}@main", access, policy).store.location
-    assert len(recorded_sleep.delays) == 1 and 115 <= recorded_sleep.delays[0] <= 120
+    assert len(sleep_log.delays) == 1 and 115 <= sleep_log.delays[0] <= 120
     assert "GitHub rate limit reached (403)" in caplog.text
-    assert f"waiting {recorded_sleep.delays[0]:.1f} s before attempt 2 of 3" in caplog.text
+    assert f"waiting {sleep_log.delays[0]:.1f} s before attempt 2 of 3" in caplog.text
     assert location.endswith(repo.commit)
 
 
 def test_429_honours_retry_after(
-    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, recorded_sleep: RecordedSleep
+    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, sleep_log: RecordedSleep
 ) -> None:
     """A 429 on a blob waits the Retry-After seconds, then reads the blob."""
     repo = FakeRepo(httpserver)
@@ -219,29 +219,29 @@ def test_429_honours_retry_after(
         Response("slow down", 429, {"Retry-After": "7"}))
     place = github_place(f"github://octo/{repo.name}@main", access, policy)
     assert read_bytes(place.store, "src/a.py") == FILES["src/a.py"]
-    assert recorded_sleep.delays == [7.0]
+    assert sleep_log.delays == [7.0]
 
 
 def test_503_then_success_backs_off(
-    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, recorded_sleep: RecordedSleep
+    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, sleep_log: RecordedSleep
 ) -> None:
     """A 503 on the tree is retried after the base delay."""
     repo = FakeRepo(httpserver)
     httpserver.expect_oneshot_request(f"{repo.base}/git/trees/{repo.commit}").respond_with_data("busy", status=503)
     place = github_place(f"github://octo/{repo.name}@main", access, policy)
     assert place.store.stat("README.md") is not None
-    assert recorded_sleep.delays == [0.5]
+    assert sleep_log.delays == [0.5]
 
 
 def test_a_github_that_stays_down_gives_up_retryably(
-    httpserver: HTTPServer, policy: RetryPolicy, recorded_sleep: RecordedSleep
+    httpserver: HTTPServer, policy: RetryPolicy, sleep_log: RecordedSleep
 ) -> None:
     """Persistent 502s exhaust the attempts and raise the retryable RemoteUnavailableError."""
     httpserver.expect_request("/repos/octo/down/commits/main").respond_with_data("bad gateway", status=502)
     store = GitHubStore("octo", "down", "main", api_url=httpserver.url_for("/"), policy=policy)
     with pytest.raises(RemoteUnavailableError, match="gave up after 3 attempts: GitHub answered 502"):
         store.stat("README.md")
-    assert recorded_sleep.delays == [0.5, 1.0]
+    assert sleep_log.delays == [0.5, 1.0]
 
 
 @pytest.mark.parametrize(
@@ -289,7 +289,7 @@ def test_a_blob_that_does_not_match_its_sha_is_refused(
 
 
 def test_a_cut_short_blob_is_fetched_again(
-    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, recorded_sleep: RecordedSleep
+    httpserver: HTTPServer, access: StorageAccess, policy: RetryPolicy, sleep_log: RecordedSleep
 ) -> None:
     """A short body is transient: the next attempt's full body is what the reader gets."""
     repo = FakeRepo(httpserver)
@@ -297,12 +297,12 @@ def test_a_cut_short_blob_is_fetched_again(
     httpserver.expect_oneshot_request(repo.base + repo.blob_path(big)).respond_with_data(big[:1000])
     place = github_place(f"github://octo/{repo.name}@main", access, policy)
     assert read_bytes(place.store, "data/big.bin") == big
-    assert recorded_sleep.delays == [0.5]
+    assert sleep_log.delays == [0.5]
 
 
 @pytest.mark.parametrize("token", [TOKEN, None])
 def test_a_blob_over_100_mb_is_refused_as_too_large_not_as_a_permission(
-    httpserver: HTTPServer, policy: RetryPolicy, recorded_sleep: RecordedSleep, token: str | None
+    httpserver: HTTPServer, policy: RetryPolicy, sleep_log: RecordedSleep, token: str | None
 ) -> None:
     """GitHub's 403 too_large on a blob says the 100 MB limit and what to do, not that the token may not read."""
     repo = FakeRepo(httpserver, token=token)
@@ -314,7 +314,7 @@ def test_a_blob_over_100_mb_is_refused_as_too_large_not_as_a_permission(
     message = str(caught.value)
     assert "as too large (403 too_large): its blobs API serves blobs up to 100 MB" in message
     assert "clone the repository" in message and "may not read" not in message and "anonymous" not in message
-    assert recorded_sleep.delays == []
+    assert sleep_log.delays == []
 
 
 def test_503_with_retry_after_is_waited_out_before_the_next_request(
@@ -336,7 +336,7 @@ def test_503_with_retry_after_is_waited_out_before_the_next_request(
 
 @pytest.mark.parametrize("cut_body_at", [None, 1000], ids=["before-the-answer", "mid-body"])
 def test_a_dropped_connection_is_retried_and_the_bytes_are_right(
-    httpserver: HTTPServer, policy: RetryPolicy, recorded_sleep: RecordedSleep, caplog: pytest.LogCaptureFixture,
+    httpserver: HTTPServer, policy: RetryPolicy, sleep_log: RecordedSleep, caplog: pytest.LogCaptureFixture,
     cut_body_at: int | None,
 ) -> None:
     """A connection closed before or in the middle of a blob's answer is retried; the reader gets the whole blob."""
@@ -349,7 +349,7 @@ def test_a_dropped_connection_is_retried_and_the_bytes_are_right(
             assert hashlib.sha256(read_bytes(store, "data/big.bin")).digest() == hashlib.sha256(big).digest()
     blobs = [request for request in proxy.requests if "/git/blobs/" in request.path]
     assert [request.faulted for request in blobs] == [True, False]
-    assert recorded_sleep.delays == [0.5]
+    assert sleep_log.delays == [0.5]
     assert "GitHub could not be reached for blob" in caplog.text and "RemoteProtocolError" in caplog.text
 
 
