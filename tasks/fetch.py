@@ -166,11 +166,13 @@ def plan_job(
 
 def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, settings: BatchSettings,
                         refresh: bool) -> JobPlan:
-    """`plan_job` with the job's fingerprint cache, read before and rewritten after (ignored on refresh)."""
+    """`plan_job` with the job's fingerprint cache, read before and rewritten when it changed (ignored on refresh)."""
     destination = open_destination(settings.destination, settings.access)
     cache = FingerprintCache() if refresh else read_fingerprints(destination, settings.job)
     plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache)
-    write_fingerprints(destination, settings.job, cache_of([chunk for batch in plan.batches for chunk in batch]))
+    current = cache_of([chunk for batch in plan.batches for chunk in batch])
+    if current != cache:
+        write_fingerprints(destination, settings.job, current)
     return plan
 
 

@@ -88,5 +88,5 @@ def read_fingerprints(destination: Destination, job: str) -> FingerprintCache:
 
 
 def write_fingerprints(destination: Destination, job: str, cache: FingerprintCache) -> None:
-    """Replace the job's cache (a no-op when nothing changed)."""
+    """Replace the job's cache."""
     destination.put_job_file(job, FINGERPRINTS_NAME, cache.model_dump_json().encode())
