@@ -36,7 +36,7 @@ from subprocess import Popen
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tasks.chunk_ids import RECIPE_SUFFIX
+from tasks.engine.item_ids import RECIPE_SUFFIX
 from tests.conftest import make_chunks
 from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
 from tests.servers import prefect_server, server_environment, wait_until
@@ -210,8 +210,8 @@ def recovery_phases(
 
 def compare_job(scratch: Path, chunk_ids: set[str], recipes_at_kills: dict[str, bytes]) -> dict[str, Any]:
     """Verify the job, and compare it with the reference and with the recipes seen at the kills."""
-    from tasks.destinations import open_destination
-    from tasks.restore import check_job, read_manifest
+    from tasks.compression.restore import check_job, read_manifest
+    from tasks.engine.job_folder import open_destination
 
     job_dir, reference = scratch / "out" / JOB, scratch / "reference" / JOB / "chunks"
     check = check_job(job_dir)
@@ -268,7 +268,7 @@ def server_batch_figures(client: SyncPrefectClient, flow_run_id: UUID, batches: 
     """read_run's batch figures, and our own over every page. Task runs reach the server as
     events and are recorded after the run is Completed, so first wait until their number holds
     still across two reads and covers at least the last attempt's `batches`."""
-    from tasks.status import read_run
+    from tasks.engine.status import read_run
 
     seen: list[int] = []
 

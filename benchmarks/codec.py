@@ -8,7 +8,7 @@ On a machine where the GPU codec runs, it is measured too, with the chunk size f
 beats the CPU codec on all cores ("gpu_min_chunk_bytes", null when it never does). With
 `--results LOCATION` (the jobs' result storage: a directory, gs://… or gdrive://…) that
 threshold is recorded for the GPU's name in `.colabflow/gpu-thresholds.json` there, where every
-worker's GPU codec reads it (`tasks.gpu_thresholds`). Elsewhere the GPU figures are null.
+worker's GPU codec reads it (`tasks.compression.gpu_thresholds`). Elsewhere the GPU figures are null.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tasks.codecs import IsalGzipCodec
-from tasks.fetch import worker_count
-from tasks.gpu_thresholds import THRESHOLDS_KEY, record_threshold
-from tasks.nvcomp_codec import NvcompGzipCodec, local_gpu_probe
-from tasks.stores import open_place
+from tasks.compression.codecs import IsalGzipCodec
+from tasks.compression.gpu_thresholds import THRESHOLDS_KEY, record_threshold
+from tasks.compression.nvcomp_codec import NvcompGzipCodec, local_gpu_probe
+from tasks.engine.item_attempts import worker_count
+from tasks.storage.places import open_place
 
 Compress = Callable[[bytes], "bytes | bytearray"]
 Run = Callable[[list[bytes]], int]
@@ -115,7 +115,7 @@ def restores(member: bytes, original: bytes) -> bool:
 
 
 def compress_in_parallel(codec: IsalGzipCodec, chunks: list[bytes]) -> list[bytes]:
-    """The batch path of tasks/compress.py: one thread per core maps the codec over the chunks."""
+    """The batch path of tasks/compression/kind.py: one thread per core maps the codec over the chunks."""
     with ThreadPoolExecutor(worker_count()) as pool:
         return list(pool.map(codec.compress, chunks))
 

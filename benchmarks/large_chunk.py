@@ -3,7 +3,7 @@
 Run from the repo root: `python -m benchmarks.large_chunk` (`--size-mib 80` for a quick run).
 It writes one seeded chunk to a temporary folder (text from benchmarks.codec's mix and random
 blocks, written block by block), then, each in a fresh process, fingerprints it
-(`tasks.fetch.fingerprint_chunk`) and stores it (`tasks.chunk_codec.compress_and_store` into a local
+(`tasks.engine.planning.fingerprint_chunk`) and stores it (`tasks.compression.chunk_codec.compress_and_store` into a local
 destination). Baselines from the same run: a process that only imports colabflow (the memory
 floor) and gzip-stream's `GZIPCompressedStream` (stdlib zlib) at the same level. The stored
 member is checked with the system's `gzip -t` and `gzip -dc | sha256sum`. The last stdout line
@@ -29,12 +29,13 @@ from typing import Any, TypeVar
 from gzip_stream import GZIPCompressedStream
 
 from benchmarks.codec import SEED, json_logs, python_source
-from tasks.codecs import STREAM_BLOCK, IsalGzipCodec
-from tasks.chunk_codec import compress_and_store
-from tasks.destinations import CHUNK_SUFFIX, open_destination
-from tasks.fetch import fingerprint_chunk, worker_count
-from tasks.models import ChunkFingerprint, ChunkRef
-from tasks.stores import StorageAccess
+from tasks.compression.chunk_codec import compress_and_store
+from tasks.compression.codecs import STREAM_BLOCK, IsalGzipCodec
+from tasks.engine.item_attempts import worker_count
+from tasks.engine.job_folder import CHUNK_SUFFIX, open_destination
+from tasks.engine.models import ChunkFingerprint, ChunkRef
+from tasks.engine.planning import fingerprint_chunk
+from tasks.storage.stores import StorageAccess
 
 Result = TypeVar("Result")
 MIB = 1024 * 1024

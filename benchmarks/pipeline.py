@@ -70,10 +70,15 @@ def check_report(report: Any, compressed: int, chunks: int) -> None:
 def measure_flow(scratch: Path, chunk_count: int, chunk_bytes: int) -> dict[str, Any]:
     """Time the flow, a rerun, our codec alone and a plain hash, on the same generated chunks."""
     # Imported only now: Prefect reads its settings (API URL, home) when it is first imported.
-    from benchmarks.codec import compress_in_parallel, mixed_corpus, restores, split_chunks
+    from benchmarks.codec import (
+        compress_in_parallel,
+        mixed_corpus,
+        restores,
+        split_chunks,
+    )
     from flows.compress_chunks import compress_chunks
-    from tasks.codecs import IsalGzipCodec
-    from tasks.parameters import CompressJob
+    from tasks.compression.codecs import IsalGzipCodec
+    from tasks.compression.parameters import CompressJob
 
     chunks = split_chunks(mixed_corpus(chunk_count * chunk_bytes), chunk_bytes)
     source, destination = scratch / "source", scratch / "destination"

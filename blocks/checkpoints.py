@@ -7,9 +7,10 @@ import asyncio
 from prefect.filesystems import WritableFileSystem
 from pydantic import Field, HttpUrl
 
-from tasks.destinations import normalize_location
-from tasks.result_guard import require_json_result
-from tasks.stores import Place, StorageAccess, open_place, read_bytes
+from tasks.engine.job_folder import normalize_location
+from tasks.storage.places import Place, open_place
+from tasks.storage.result_guard import require_json_result
+from tasks.storage.stores import StorageAccess, read_bytes
 
 
 class CheckpointStorage(WritableFileSystem):

@@ -10,13 +10,13 @@ from prefect.types import SecretDict
 from pydantic import Field
 
 from tasks.errors import InvalidParameterError
-from tasks.result_guard import require_json_result
-from tasks.stores import read_bytes
+from tasks.storage.result_guard import require_json_result
+from tasks.storage.stores import read_bytes
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
 
-    from tasks.drive import DriveStore
+    from tasks.storage.drive import DriveStore
 
 MIB = 1024 * 1024
 
@@ -68,7 +68,7 @@ class DriveFolder(WritableFileSystem):
 
     def credentials(self) -> Credentials:
         """The block's service account, else Application Default Credentials (none for a test endpoint)."""
-        from tasks.drive import drive_credentials
+        from tasks.storage.drive_api import drive_credentials
 
         info = self.service_account_info.get_secret_value() if self.service_account_info else None
         return drive_credentials(info, self.api_endpoint)
@@ -78,7 +78,7 @@ class DriveFolder(WritableFileSystem):
 
         `job_root` is the path below the folder whose subfolders are jobs (see `DriveStore`).
         """
-        from tasks.drive import DriveStore
+        from tasks.storage.drive import DriveStore
 
         folder = folder_id or self.folder_id
         if not folder:

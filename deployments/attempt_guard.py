@@ -3,7 +3,7 @@
 A run can crash before its flow body runs (a failed pull step, an import error, a worker that
 died while the run was Pending), so the attempt count cannot live in the flow. The worker starts
 `python3 -m deployments.attempt_guard` for each run instead of `prefect flow-run execute`. The
-guard counts the run's crashes in its state history (`tasks.attempts.count_crashes`). At
+guard counts the run's crashes in its state history (`tasks.engine.attempts.count_crashes`). At
 `COLABFLOW_MAX_ATTEMPTS` it sets the final Crashed state "Abandoned" and exits 0, so the worker
 reports nothing more and the reschedule automation, which listens only for "Crashed", lets it
 be. Otherwise it replaces itself (exec, same process id) with `prefect flow-run execute`, so the
@@ -20,7 +20,12 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.states import Crashed
 
-from tasks.attempts import ABANDONED_STATE_NAME, count_crashes, exhausted_message, parse_max_attempts
+from tasks.engine.attempts import (
+    ABANDONED_STATE_NAME,
+    count_crashes,
+    exhausted_message,
+    parse_max_attempts,
+)
 from tasks.errors import ColabflowError, InvalidParameterError
 
 EXECUTE = (sys.executable, "-m", "prefect", "flow-run", "execute")

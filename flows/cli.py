@@ -15,11 +15,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from deployments.durations import parse_duration
-from tasks.codecs import require_codec
+from tasks.compression.codecs import require_codec
+from tasks.compression.parameters import CompressJob
+from tasks.compression.restore import JobCheck, check_job
+from tasks.engine.parameters import GitHubDispatchCallback, WebhookCallback
 from tasks.errors import ColabflowError
-from tasks.parameters import CompressJob, GitHubDispatchCallback, WebhookCallback
-from tasks.restore import JobCheck, check_job
-from tasks.stores import StorageAccess
+from tasks.storage.stores import StorageAccess
 
 # A first run on an empty PREFECT_HOME migrates the database before the temporary server
 # answers; Prefect's default 20 s wait is too short for that on a small machine.
@@ -164,7 +165,12 @@ def run_setup(arguments: argparse.Namespace) -> int:
 
 
 def run_worker(arguments: argparse.Namespace) -> int:
-    from deployments.bootstrap import WorkerPlan, WorkerSupervisor, default_worker_name, queues_for
+    from deployments.bootstrap import (
+        WorkerPlan,
+        WorkerSupervisor,
+        default_worker_name,
+        queues_for,
+    )
     from tasks.hosts import current_host
 
     host = current_host()
@@ -182,8 +188,8 @@ def run_worker(arguments: argparse.Namespace) -> int:
 
 
 def run_status(arguments: argparse.Namespace) -> int:
-    from tasks.spend import load_budget
-    from tasks.status import job_status
+    from tasks.engine.spend import load_budget
+    from tasks.engine.status import job_status
 
     access = access_from(arguments)
     budget = load_budget(arguments.compute_budget) if arguments.compute_budget else None

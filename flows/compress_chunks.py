@@ -5,17 +5,26 @@ from __future__ import annotations
 from prefect import flow
 from prefect.logging import get_run_logger
 
-from tasks.artifacts import ProgressArtifact, publish_report, publish_telemetry_task
-from tasks.callback import send_callback
-from tasks.compress import prepare_job_task, run_batch
-from tasks.fetch import plan_job_task
-from tasks.job_record import quarantine_task, record_job_task
-from tasks.manifest import write_manifest_task
-from tasks.models import BatchOutcome, JobReport
-from tasks.parameters import CompressJob
-from tasks.report import finished_recipes, summarize_job
-from tasks.spend import SpendRecorder, load_budget_task, quota_stop, read_spend_task
-from tasks.unwalked import unwalked
+from tasks.compression.kind import prepare_job_task, run_batch
+from tasks.compression.models import BatchOutcome, JobReport
+from tasks.compression.parameters import CompressJob
+from tasks.engine.artifacts import (
+    ProgressArtifact,
+    publish_report,
+    publish_telemetry_task,
+)
+from tasks.engine.callback import send_callback
+from tasks.engine.job_record import quarantine_task, record_job_task
+from tasks.engine.manifest import write_manifest_task
+from tasks.engine.planning import plan_job_task
+from tasks.engine.report import finished_recipes, summarize_job
+from tasks.engine.spend import (
+    SpendRecorder,
+    load_budget_task,
+    quota_stop,
+    read_spend_task,
+)
+from tasks.engine.unwalked import unwalked
 
 
 @flow(name="compress-chunks", log_prints=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,37 +16,10 @@ from typing import Protocol
 import psutil
 
 from tasks.errors import RemoteUnavailableError
+from tasks.gpu.devices import detect_gpu_name, gpu_class_of
 
-GPU_CLASSES = ("a100", "l4", "t4")
 COLAB_RUNTIME_LIMIT_SECONDS = 24 * 3600
 DRIVE_MOUNTPOINT = "/content/drive"
-
-
-def gpu_class_of(device_name: str) -> str:
-    """Map a GPU's name to a work queue: a100, l4, t4, or any for other GPUs."""
-    lowered = device_name.lower()
-    for gpu_class in GPU_CLASSES:
-        if gpu_class in lowered.replace(" ", ""):
-            return gpu_class
-    return "any"
-
-
-def detect_gpu_name() -> str | None:
-    """The first GPU's name, through torch.cuda when torch is there, else nvidia-smi; None without one."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return str(torch.cuda.get_device_name(0))
-    except ImportError:
-        pass
-    if shutil.which("nvidia-smi") is None:
-        return None
-    query = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=False
-    )
-    names = query.stdout.strip().splitlines()
-    return names[0].strip() if query.returncode == 0 and names else None
 
 
 class Host(Protocol):

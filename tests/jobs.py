@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.compress import compress_batch, prepare_job
-from tasks.fetch import plan_job
-from tasks.manifest import write_manifest
-from tasks.models import BatchResult
+from tasks.compression.kind import compress_batch, prepare_job
+from tasks.compression.models import BatchResult
+from tasks.engine.manifest import write_manifest
+from tasks.engine.planning import plan_job
 
 
 def build_job(source: Path, destination: Path, job: str = "job", batch_size: int = 3) -> list[BatchResult]:

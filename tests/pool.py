@@ -88,7 +88,7 @@ def spent_task_retries(flow_run_id: UUID) -> list[str]:
     """Task runs of a flow run that used a retry: a run count above 1 or an AwaitingRetry state."""
     from prefect.client.orchestration import get_client
 
-    from tasks.status import read_task_runs
+    from tasks.engine.status import read_task_runs
 
     spent: list[str] = []
     with get_client(sync_client=True) as client:

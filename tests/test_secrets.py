@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tasks.callback import SIGNATURE_HEADER, sign_body
-from tasks.gcs import GcsStore
-from tasks.stores import StorageAccess, read_bytes
+from tasks.engine.callback import SIGNATURE_HEADER, sign_body
+from tasks.storage.gcs import GcsStore
+from tasks.storage.stores import StorageAccess, read_bytes
 from tests.gcs_emulator import BUCKET, gcs_emulator
 from tests.github_fake import serve_repository
 from tests.servers import server_environment, wait_until

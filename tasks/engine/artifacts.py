@@ -1,0 +1,73 @@
+"""Prefect artifacts of a job: a progress bar while it runs, a table and a devices section when it ends."""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+
+from tasks.compression.models import BatchSettings, JobReport
+from tasks.engine.telemetry import (
+    read_telemetry,
+    render_telemetry_markdown,
+    summarize_telemetry,
+)
+from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
+
+
+def _artifact_key(job: str) -> str:
+    return "colabflow-" + "".join(c if c.isalnum() else "-" for c in job.lower())
+
+
+class ProgressArtifact:
+    """The job's progress bar. Updates at most every `interval` seconds (and at the end),
+    because each update is an API call that costs as much as a cached batch."""
+
+    def __init__(self, job: str, batches: int, interval: float = 2.0) -> None:
+        self.batches = batches
+        self.interval = interval
+        self.last_update = time.monotonic()
+        artifact_id = create_progress_artifact(
+            progress=0.0 if batches else 100.0, key=_artifact_key(job), description=f"{job}: batches finished"
+        )
+        self.artifact_id = cast(UUID, artifact_id)
+
+    def advance(self, finished: int) -> None:
+        """Record that `finished` batches are done."""
+        now = time.monotonic()
+        if finished == self.batches or now - self.last_update >= self.interval:
+            update_progress_artifact(self.artifact_id, progress=100.0 * finished / self.batches)
+            self.last_update = now
+
+
+def publish_report(report: JobReport) -> None:
+    """Publish the job report as a table artifact (failures listed one per row)."""
+    rows: list[dict[str, object]] = [
+        {"field": name, "value": value}
+        for name, value in report.model_dump(exclude={"failed"}).items()
+    ]
+    rows.append({"field": "failed", "value": len(report.failed)})
+    rows.extend({"field": f"failed: {failure.chunk_id}", "value": failure.reason} for failure in report.failed[:100])
+    create_table_artifact(rows, key=_artifact_key(report.job) + "-report", description=f"{report.job}: job report")
+
+
+@task(
+    name="publish-telemetry", cache_policy=NO_CACHE, persist_result=False,
+    retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
+)
+def publish_telemetry_task(settings: BatchSettings) -> None:
+    """Publish peak memory, mean utilisation and MB/s per device, from `<job>/telemetry.jsonl`."""
+    summary = summarize_telemetry(read_telemetry(settings.destination, settings.access, settings.job))
+    create_markdown_artifact(
+        render_telemetry_markdown(settings.job, summary), key=_artifact_key(settings.job) + "-telemetry",
+        description=f"{settings.job}: devices",
+    )

@@ -1,0 +1,62 @@
+"""Parameter pieces every job kind's model uses: callbacks and the checks of locations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.storage.locations import scheme_of, unsupported_scheme_message
+
+
+class WebhookCallback(BaseModel):
+    """POST the job report as JSON, signed with HMAC-SHA256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["webhook"] = "webhook"
+    url: str = Field(description="http(s) URL that receives the job report.")
+    secret_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the HMAC key; unsigned if empty.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"webhook url must be an http:// or https:// URL, got {url!r}")
+        return url
+
+
+class GitHubDispatchCallback(BaseModel):
+    """Send a GitHub `repository_dispatch` event carrying the job report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["github"] = "github"
+    repository: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="OWNER/REPO that receives the event."
+    )
+    token_block: str = Field(description="Name of a Prefect Secret block holding the GitHub token.")
+    event_type: str = Field(
+        default="colabflow-job-finished", min_length=1, max_length=100,
+        description="The event_type a workflow's `repository_dispatch: types:` listens for.",
+    )
+    api_url: str = Field(
+        default="https://api.github.com", description="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)."
+    )
+
+
+Callback = Annotated[Union[WebhookCallback, GitHubDispatchCallback], Field(discriminator="kind")]
+
+
+def require_supported(role: str, location: str, schemes: frozenset[str]) -> str:
+    """`location`, if its scheme is one of `schemes`; a ValueError naming the role otherwise."""
+    if not location:
+        raise ValueError(f"{role} must not be empty")
+    if scheme_of(location) not in schemes:
+        raise ValueError(unsupported_scheme_message(role, location))
+    return location

@@ -1,0 +1,161 @@
+"""Where chunks come from. A URI scheme picks the `Source`; flows never branch on a scheme.
+
+Local directories are walked directly; `github://`, `gs://` and `gdrive://` locations are
+listed through their object store (tasks/storage/stores.py). A chunk is read as a stream, so a chunk
+of several GiB never has to fit in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from tasks.engine.fingerprints import local_version
+from tasks.engine.item_ids import validate_chunk_id
+from tasks.engine.models import ChunkFailure, ChunkRef
+from tasks.errors import (
+    EmptySourceError,
+    InvalidChunkError,
+    MissingObjectError,
+    SourceNotFoundError,
+)
+from tasks.storage.locations import LOCAL_SCHEMES, local_path, open_location, scheme_of
+from tasks.storage.places import READABLE_SCHEMES, Place, open_place, relative_key
+from tasks.storage.stores import ObjectInfo, StorageAccess
+
+
+class Source(Protocol):
+    """A location that holds chunks."""
+
+    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+        """List valid chunks, and the entries whose ids are invalid."""
+        ...
+
+
+class LocalSource:
+    """A local file, or a directory whose regular files are the chunks (recursively)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+        if not self.path.exists():
+            raise SourceNotFoundError(
+                f"source {str(self.path)!r} does not exist; give an existing directory or file"
+            )
+        listed_at = time.time()
+        if self.path.is_file():
+            return _refs_for([_local_entry(self.path.name, self.path, listed_at)])
+        found: list[tuple[str, str, int, str | None]] = []
+        for directory, subdirectories, files in os.walk(self.path):
+            subdirectories.sort()
+            for name in sorted(files):
+                file_path = Path(directory, name)
+                if file_path.is_file():
+                    found.append(_local_entry(file_path.relative_to(self.path).as_posix(), file_path, listed_at))
+        return _refs_for(found)
+
+
+def _local_entry(chunk_id: str, path: Path, listed_at: float) -> tuple[str, str, int, str | None]:
+    stat = path.stat()
+    return chunk_id, path.absolute().as_uri(), stat.st_size, local_version(stat, listed_at)
+
+
+def _remote_version(info: ObjectInfo) -> str | None:
+    if info.version is not None:
+        return info.version
+    return f"md5:{info.md5}:{info.size}" if info.md5 else None
+
+
+class StoreSource:
+    """A remote location: one object, or every object below a path, of an object store."""
+
+    def __init__(self, place: Place) -> None:
+        self.place = place
+
+    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+        found = [
+            (relative_key(info.key, self.place.path), self.place.uri(info.key), info.size, _remote_version(info))
+            for info in self.place.store.list(self.place.path)
+        ]
+        if not found:
+            raise SourceNotFoundError(
+                f"source {self.place.uri(self.place.path)!r} does not exist or holds no files; check the path"
+            )
+        return _refs_for(found)
+
+
+def _refs_for(entries: list[tuple[str, str, int, str | None]]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+    refs: list[ChunkRef] = []
+    failures: list[ChunkFailure] = []
+    for chunk_id, uri, size, version in entries:
+        try:
+            validate_chunk_id(chunk_id)
+        except InvalidChunkError as error:
+            failures.append(ChunkFailure(chunk_id=chunk_id.encode("utf-8", "backslashreplace").decode(), reason=str(error)))
+            continue
+        refs.append(ChunkRef(chunk_id=chunk_id, uri=uri, size=size, version=version))
+    return refs, failures
+
+
+SOURCE_SCHEMES = READABLE_SCHEMES
+
+
+def open_source(location: str, access: StorageAccess = StorageAccess()) -> Source:
+    """Return the `Source` for a location, chosen by its URI scheme."""
+    if scheme_of(location) not in SOURCE_SCHEMES:
+        return open_location("source", location, {})
+    if scheme_of(location) in LOCAL_SCHEMES:
+        return LocalSource(local_path(location))
+    return StoreSource(open_place(location, access))
+
+
+def list_sources(
+    locations: list[str], access: StorageAccess = StorageAccess()
+) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+    """List the chunks of every location. Chunk ids must be unique across them."""
+    refs: dict[str, ChunkRef] = {}
+    failures: list[ChunkFailure] = []
+    for location in locations:
+        found, invalid = open_source(location, access).list_chunks()
+        failures.extend(invalid)
+        for ref in found:
+            if ref.chunk_id in refs:
+                failures.append(ChunkFailure(
+                    chunk_id=ref.chunk_id,
+                    reason=f"chunk id {ref.chunk_id!r} comes from both {refs[ref.chunk_id].uri} "
+                    f"and {ref.uri}; chunk ids must be unique within a job",
+                ))
+                continue
+            refs[ref.chunk_id] = ref
+    if not refs and not failures:
+        raise EmptySourceError(
+            f"source {', '.join(locations)!r} contains no files; point it at a directory with chunks"
+        )
+    return list(refs.values()), failures
+
+
+def open_chunk(uri: str, access: StorageAccess = StorageAccess()) -> AbstractContextManager[BinaryIO]:
+    """Stream one chunk's bytes from wherever its URI points."""
+    if scheme_of(uri) in LOCAL_SCHEMES:
+        path = local_path(uri)
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise SourceNotFoundError(
+                f"chunk file {str(path)!r} disappeared after it was listed; rerun the job"
+            ) from None
+    place = open_place(uri, access)
+    try:
+        return place.store.open_read(place.path)
+    except MissingObjectError as error:
+        raise SourceNotFoundError(f"chunk {uri!r} disappeared after it was listed ({error}); rerun the job") from None
+
+
+def read_chunk(uri: str, access: StorageAccess = StorageAccess()) -> bytes:
+    """Read one chunk's bytes from wherever its URI points."""
+    with open_chunk(uri, access) as stream:
+        return stream.read()

@@ -1,0 +1,254 @@
+"""Google Cloud Storage as a store (`gs://BUCKET/PATH`), through prefect-gcp's `GcpCredentials`.
+
+Writes are guarded by a generation precondition (`if_generation_match`, 0 for a new object), so
+two writers never silently overwrite each other, and an object that already holds the same
+sha256 (kept in its metadata) or md5 is left alone. After an upload the object's md5 is checked
+against the local bytes. Large files go up as resumable uploads in chunks: a dropped connection
+resends one chunk, not the file. `STORAGE_EMULATOR_HOST` is honoured: with it set and no
+credentials block named, the client is anonymous.
+
+Why `GcpCredentials` and not prefect-gcp's `GcsBucket` (read in prefect-gcp 0.6.22): GcsBucket
+builds each `Blob` inside its own methods, so it cannot carry what this store guarantees.
+`read_path`/`write_path` take no options, so every write is an unconditional overwrite.
+`upload_from_path`/`upload_from_file_object` pass keyword arguments on to `Blob.upload_from_*`
+(a precondition and `checksum="md5"` would go through), but they cannot set the blob's
+`metadata` (our sha256) or `chunk_size` (resumable chunks stay at the library's 100 MiB), and
+they return only the object name, so checking the md5 GCS computed costs another request. Each
+of its reads and writes first runs `get_bucket()`, a `buckets.get` request: an extra round trip per
+object, and a permission (`storage.buckets.get`) that roles/storage.objectAdmin and objectViewer
+do not grant (google-cloud-storage's own background lookup of the bucket shrugs off that 403;
+GcsBucket's raises it). It has no stat, and `list_blobs` (sizes and md5s) cannot turn off the client
+library's own retries, which ignore `Retry-After` and would stack under ours. So this module
+takes the client from the `GcpCredentials` block users already save and drives
+google-cloud-storage's `Blob` directly: the same library GcsBucket wraps, and no HTTP of our own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
+
+from tasks.errors import (
+    CorruptOutputError,
+    InvalidParameterError,
+    MissingObjectError,
+    RemoteUnavailableError,
+    StorageRejectedError,
+)
+from tasks.storage.places import Place, split_container
+from tasks.storage.retries import RetryPolicy, transient_wait
+from tasks.storage.stores import ObjectInfo, StorageAccess, file_digests
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Blob, Bucket, Client
+
+T = TypeVar("T")
+logger = logging.getLogger("colabflow.gcs")
+
+RESUMABLE_CHUNK = 16 * 1024 * 1024  # a multiple of 256 KiB, as GCS requires
+MULTIPART_LIMIT = 8 * 1024 * 1024  # google-cloud-storage uploads larger files as resumable uploads
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+EMULATOR_PROJECT = "colabflow-emulator"
+_CREDENTIALS_ADVICE = "GCS refused the credentials; check --gcp-credentials (or Application Default Credentials)"
+
+
+def gcs_place(location: str, access: StorageAccess) -> Place:
+    """`gs://BUCKET/PATH` as a Place: the bucket's store and PATH inside it (taken verbatim)."""
+    bucket, path = split_container("gs", location, "gs://BUCKET/PATH")
+    return Place(store=GcsStore(bucket, access), path=path)
+
+
+def storage_client(access: StorageAccess) -> Client:
+    """A storage client: the named GcpCredentials block, else the emulator, else ADC."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from prefect_gcp import GcpCredentials
+
+    if access.gcp_credentials:
+        try:
+            credentials = cast(GcpCredentials, GcpCredentials.load(access.gcp_credentials))
+        except ValueError:
+            raise InvalidParameterError(
+                f"GcpCredentials block {access.gcp_credentials!r} was not found; create it in the Prefect UI "
+                "(Blocks > GCP Credentials) or drop --gcp-credentials to use Application Default Credentials"
+            ) from None
+        return credentials.get_cloud_storage_client()
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.storage import Client
+
+        return Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT),
+                      credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    try:
+        return GcpCredentials().get_cloud_storage_client()
+    except DefaultCredentialsError:
+        raise StorageRejectedError(
+            "no Google credentials found for gs://; run `gcloud auth application-default login`, on Colab "
+            "`google.colab.auth.authenticate_user()`, or pass --gcp-credentials NAME (a GcpCredentials block)"
+        ) from None
+
+
+class GcsStore:
+    """One bucket. Keys are object names."""
+
+    def __init__(
+        self, bucket: str, access: StorageAccess, policy: RetryPolicy = RetryPolicy(),
+        resumable_chunk: int = RESUMABLE_CHUNK,
+    ) -> None:
+        self.bucket_name = bucket
+        self.access = access
+        self.policy = policy
+        self.resumable_chunk = resumable_chunk
+
+    @property
+    def location(self) -> str:
+        return f"gs://{self.bucket_name}"
+
+    @cached_property
+    def bucket(self) -> Bucket:
+        return storage_client(self.access).bucket(self.bucket_name)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        single = self._blob_or_none(prefix) if prefix else None
+        if single is not None:
+            yield _info(single)
+            return
+        folder = prefix.rstrip("/") + "/" if prefix else None
+        blobs = self._call(f"list {self.location}/{folder or ''}",
+                           lambda: list(self.bucket.list_blobs(prefix=folder, retry=None)))
+        for blob in sorted(blobs, key=lambda item: str(item.name)):
+            if not str(blob.name).endswith("/"):
+                yield _info(blob)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        blob = self._blob_or_none(key)
+        return None if blob is None else _info(blob)
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+
+        def download() -> None:
+            spool.seek(0)
+            spool.truncate()
+            self.bucket.blob(key).download_to_file(spool, checksum="md5", retry=None)
+
+        try:
+            self._call(f"read {self.location}/{key}", download)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return cast(AbstractContextManager[BinaryIO], spool)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        sha256, md5 = hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()
+
+        def upload(blob: Blob, generation: int) -> None:
+            blob.upload_from_string(data, if_generation_match=generation, checksum="md5", retry=None)
+
+        self._put(key, sha256, md5, upload)
+
+    def write_file(self, key: str, path: Path) -> None:
+        sha256, md5 = file_digests(path)
+        resumable = path.stat().st_size > MULTIPART_LIMIT
+
+        def upload(blob: Blob, generation: int) -> None:
+            from google.cloud.storage.retry import DEFAULT_RETRY
+
+            if resumable:
+                blob.chunk_size = self.resumable_chunk
+            blob.upload_from_filename(str(path), if_generation_match=generation, checksum="md5",
+                                      retry=DEFAULT_RETRY if resumable else None)
+
+        self._put(key, sha256, md5, upload)
+
+    def _put(self, key: str, sha256: str, md5: str, upload: Callable[[Blob, int], None]) -> None:
+        """Upload unless the object already holds these bytes; then check the md5 GCS computed."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        uri = f"{self.location}/{key}"
+        for _ in range(2):
+            existing = self._blob_or_none(key)
+            if existing is not None and _holds(existing, sha256, md5):
+                return
+            blob = self.bucket.blob(key)
+            blob.metadata = {"sha256": sha256}
+            try:
+                self._call(f"write {uri}", lambda: upload(blob, existing.generation if existing else 0))
+            except PreconditionFailed:
+                logger.info("%s changed while it was written; checking it again", uri)
+                continue
+            if _md5_hex(blob) != md5:
+                raise CorruptOutputError(
+                    f"GCS reports md5 {_md5_hex(blob)} for {uri} after upload, the local bytes have {md5}; "
+                    "the object is damaged: rerun the job to write it again"
+                )
+            return
+        raise RemoteUnavailableError(f"{uri} keeps changing under another writer; retry once it is idle")
+
+    def _blob_or_none(self, key: str) -> Blob | None:
+        return self._call(f"stat {self.location}/{key}", lambda: self.bucket.get_blob(key, retry=None))
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        """Run one GCS request, retrying transient answers with backoff that honours Retry-After."""
+
+        def once() -> T:
+            try:
+                return operation()
+            except Exception as error:  # noqa: BLE001 - translated: raised as itself or a specific error
+                raise self._translate(what, error) from None
+
+        return self.policy.run(once, logger)
+
+    def _translate(self, what: str, error: Exception) -> RemoteUnavailableError:
+        """Return a retryable error for transient trouble; raise a specific one for the rest."""
+        import requests
+        from google.api_core import exceptions as api
+        from google.auth.exceptions import GoogleAuthError
+
+        if isinstance(error, api.PreconditionFailed):
+            raise error
+        if isinstance(error, GoogleAuthError):
+            raise StorageRejectedError(f"{what}: {_CREDENTIALS_ADVICE} ({type(error).__name__})") from None
+        if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+            return RemoteUnavailableError(f"{what}: GCS could not be reached ({type(error).__name__})")
+        if not isinstance(error, api.GoogleAPICallError):
+            raise error
+        status = int(error.code or 0)
+        response = getattr(error, "response", None)
+        headers = getattr(response, "headers", None) or {}
+        transient, wait = transient_wait(status, headers)
+        if transient:
+            return RemoteUnavailableError(f"{what}: GCS answered {status}", retry_after=wait)
+        advice = {
+            401: _CREDENTIALS_ADVICE,
+            403: f"the credentials may not do this on bucket {self.bucket_name!r}; grant the service account "
+            "roles/storage.objectAdmin on it (or objectViewer for a source)",
+            404: f"there is no such object, or bucket {self.bucket_name!r} does not exist",
+        }.get(status)
+        if status == 404:
+            raise MissingObjectError(f"{what}: {advice}") from None
+        if advice:
+            raise StorageRejectedError(f"{what}: {advice}") from None
+        raise StorageRejectedError(f"{what}: GCS answered {status}: {error.message}") from None
+
+
+def _info(blob: Blob) -> ObjectInfo:
+    return ObjectInfo(key=str(blob.name), size=int(blob.size or 0), md5=_md5_hex(blob),
+                      sha256=(blob.metadata or {}).get("sha256"))
+
+
+def _md5_hex(blob: Blob) -> str | None:
+    return base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
+
+
+def _holds(blob: Blob, sha256: str, md5: str) -> bool:
+    known = (blob.metadata or {}).get("sha256")
+    return known == sha256 if known else _md5_hex(blob) == md5

@@ -1,0 +1,130 @@
+"""The local-disk store: a directory, written through synced temporary files and renames."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import BinaryIO
+
+from tasks.errors import DestinationError, MissingObjectError
+from tasks.storage.stores import READ_BLOCK, ObjectInfo, ObjectStore, ReadableStore
+
+STALE_TEMPORARY_SECONDS = 3600
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class LocalStore:
+    """A local directory. Writes go through a synced temporary file and a rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.path(prefix)
+        if base.is_file():
+            yield ObjectInfo(key=prefix, size=base.stat().st_size)
+            return
+        for directory, subdirectories, files in os.walk(base):
+            subdirectories.sort()
+            for name in sorted(files):
+                file_path = Path(directory, name)
+                if file_path.is_file() and not name.startswith(".partial-"):
+                    key = file_path.relative_to(self.root).as_posix()
+                    yield ObjectInfo(key=key, size=file_path.stat().st_size)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            return ObjectInfo(key=key, size=self.path(key).stat().st_size)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:
+        try:
+            return self.path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            raise MissingObjectError(f"{str(self.path(key))!r} does not exist") from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        if _holds(path, data):
+            return
+        write_atomically(path, lambda handle: handle.write(data))
+
+    def write_file(self, key: str, path: Path) -> None:
+        def copy(handle: BinaryIO) -> None:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, handle, READ_BLOCK)
+
+        write_atomically(self.path(key), copy)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file already holds exactly `data` (compared only when the sizes agree)."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def write_atomically(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write a file through a synced temporary file and a rename; `fill` writes the content."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = create_temporary(path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                fill(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        if isinstance(error, DestinationError):
+            raise
+        raise DestinationError.for_os_error(error, path) from None
+
+
+
+def remove_stale_temporaries(store: ObjectStore | ReadableStore, prefix: str) -> int:
+    """Delete `.partial-*` files below `prefix` that a killed run left behind; return how many.
+
+    Only files untouched for an hour go: a run still writing one keeps its modification time
+    fresh. Remote stores write atomically on the server side and leave no temporaries.
+    """
+    if not isinstance(store, LocalStore):
+        return 0
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    removed = 0
+    for temporary in store.path(prefix).rglob(".partial-*"):
+        try:
+            if temporary.is_file() and temporary.stat().st_mtime < cutoff:
+                temporary.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def create_temporary(directory: Path) -> tuple[int, str]:
+    """Open a hidden temporary file with the usual permissions (mkstemp alone gives 0600)."""
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".partial-")
+    os.fchmod(descriptor, 0o666 & ~_UMASK)
+    return descriptor, temporary

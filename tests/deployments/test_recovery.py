@@ -1,0 +1,178 @@
+"""Crash recovery on a real pool: a real server, `colabflow setup`, `prefect deploy`, real workers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from tasks.compression.restore import check_job
+from tasks.engine.status import RunStatus, read_run
+from tests.conftest import make_chunks
+from tests.jobs import build_job
+from tests.pool import (
+    busy_worker,
+    deploy,
+    flow_run_state,
+    kill_machine,
+    recipes_at,
+    run_checked,
+    spent_task_retries,
+    start_deployment_run,
+    start_request_run,
+    start_worker,
+    state_history,
+    verify_with_cli,
+)
+from tests.servers import server_environment, wait_until
+
+CHUNKS = 400
+BATCH = 5
+# The drain worker has a 60 s budget and drains 40 s before its end: about 15 s of flow work, while
+# an idle machine here compresses about 90 to 120 of these chunks a second (a loaded one 40), so
+# the job is at most half done when the drain comes, on a fast machine or a slow one.
+DRAIN_CHUNKS = 4000
+
+
+@pytest.fixture
+def pool_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
+    """A client environment with the pool deployed and fast-polling workers."""
+    env = server_environment(tmp_path / "client-home", prefect_api)
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "2"
+    deploy(env, "--crash-after", "60s", "--reschedule-after", "10s")
+    return env
+
+
+def test_setup_twice_changes_nothing(pool_env: dict[str, str]) -> None:
+    """A second `colabflow setup` finds everything in place."""
+    output = run_checked([sys.executable, "-m", "flows.cli", "setup", "--crash-after", "60s", "--reschedule-after", "10s"], pool_env)
+    assert "nothing changed" in output
+
+
+def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, str], tmp_path: Path) -> None:
+    """kill -9 of the busy one of two workers: the other finishes the job, it verifies, and no task retry is spent."""
+    source = make_chunks(tmp_path / "source", CHUNKS, 16 * 1024)
+    build_job(source, tmp_path / "reference", job="chaos")
+    destination = tmp_path / "out"
+    request = {"source": [str(source)], "destination": str(destination), "job": "chaos", "batch_size": BATCH}
+    workers = [start_worker(pool_env, tmp_path / f"worker-{number}.log") for number in (1, 2)]
+    try:
+        flow_run_id = start_request_run(pool_env, request)
+        checkpoints = destination / "chaos" / ".checkpoints"
+        wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 2, 180, 0.02, "two batches done")
+        kill_machine(wait_until(lambda: busy_worker(workers), 30, 0.05, "the worker running the job"))
+        done_at_kill = recipes_at(destination / "chaos")
+        assert BATCH * 2 <= len(done_at_kill) < CHUNKS
+        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the other worker to complete the run")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                kill_machine(worker)
+
+    assert f"verified {CHUNKS} of {CHUNKS} chunks" in verify_with_cli(pool_env, destination / "chaos")
+    manifest = (destination / "chaos" / "manifest.jsonl").read_bytes().splitlines()
+    assert len(manifest) == len(set(manifest)) == CHUNKS
+    for member in (tmp_path / "reference" / "chaos" / "chunks").glob("*.gz"):
+        assert (destination / "chaos" / "chunks" / member.name).read_bytes() == member.read_bytes()
+    assert all(path.read_bytes() == content for path, content in done_at_kill.items())
+    status = run_status(flow_run_id)
+    assert status.attempts == 2
+    assert status.batches_redone <= 1
+    assert spent_task_retries(flow_run_id) == []
+
+
+def run_status(flow_run_id: UUID) -> RunStatus:
+    """Attempts and batches redone, as `colabflow status` reads them from the API."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return read_run(client, flow_run_id)
+
+
+def test_an_idle_worker_releases_its_host_exactly_once(prefect_api: str, tmp_path: Path) -> None:
+    """With nothing to run, the worker calls the host's release once and exits 0."""
+    env = server_environment(tmp_path / "client-home", prefect_api)
+    marker = tmp_path / "released"
+    env["COLABFLOW_RELEASE_COMMAND"] = f"sh -c 'echo released >> {marker}'"
+    worker = start_worker(env, tmp_path / "idle.log", "--pool", "idle-pool", "--idle-release", "0.05", "--check-every", "0.5s")
+    assert worker.wait(timeout=120) == 0
+    assert marker.read_text() == "released\n"
+    assert "releasing the host" in (tmp_path / "idle.log").read_text()
+
+
+def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env: dict[str, str], tmp_path: Path) -> None:
+    """A 60 s budget ends mid-job: the run is rescheduled (AwaitingRetry) and a waiting worker redoes at most one batch."""
+    source = make_chunks(tmp_path / "source", DRAIN_CHUNKS, 4 * 1024)
+    destination = tmp_path / "out"
+    parameters = {"request": {"source": [str(source)], "destination": str(destination), "job": "drain", "batch_size": 2}}
+    flow_run_id = start_deployment_run(pool_env, json.dumps(parameters))
+    first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "60s", "--drain-margin", "40s",
+                         "--check-every", "0.2s")
+    wait_until(lambda: flow_run_state(flow_run_id) == "Running", 120, 0.2, "the first worker to start the run")
+    # A second worker waits for the drained run, as on a pool with a spare runtime: a run left in the
+    # queue past --crash-after may be called dead by the no-heartbeat automation (docs/recovery.md).
+    second = start_worker(pool_env, tmp_path / "worker-2.log")
+    try:
+        wait_until(lambda: ("SCHEDULED", "AwaitingRetry") in state_history(flow_run_id), 240, 0.5,
+                   "the drain to reschedule the run")
+        done_at_drain = recipes_at(destination / "drain")
+        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the second worker to complete the run")
+        assert first.wait(timeout=240) == 0
+    finally:
+        for worker in (first, second):
+            if worker.poll() is None:
+                kill_machine(worker)
+    assert "time budget ends soon" in (tmp_path / "worker-1.log").read_text()
+    assert 0 < len(done_at_drain) < DRAIN_CHUNKS
+    assert check_job(destination / "drain").problems == []
+    assert all(path.read_bytes() == content for path, content in done_at_drain.items())
+    assert run_status(flow_run_id).batches_redone <= 1
+
+
+def test_a_run_that_crashes_before_running_is_abandoned_at_its_last_attempt(prefect_api: str, tmp_path: Path) -> None:
+    """--max-attempts 1, an entrypoint that cannot import: one crash before Running, then Abandoned for good."""
+    env = server_environment(tmp_path / "client-home", prefect_api)
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "2"
+    run_checked([sys.executable, "-m", "flows.cli", "setup", "--pool", "broken-pool", "--max-attempts", "1",
+                 "--crash-after", "40s", "--reschedule-after", "10s"], env)
+    deployment_id = create_deployment_that_cannot_import("broken-pool")
+    worker = start_worker(env, tmp_path / "worker.log", "--pool", "broken-pool", "--queue", "any")
+    try:
+        flow_run_id = start_deployment_run(env, "{}", "compress-chunks/cannot-import")
+        wait_until(lambda: flow_run_state(flow_run_id) == "Abandoned", 240, 1.0, "the run to be abandoned")
+        reschedule_a_crashed_run(deployment_id)
+    finally:
+        kill_machine(worker)
+    history = [name for _, name in state_history(flow_run_id)]
+    assert history[-1] == "Abandoned" and history.count("Crashed") == 1 and history.count("Scheduled") == 2, history
+    assert "Running" not in history
+    assert "gave up after 1 attempt:" in (tmp_path / "worker.log").read_text()
+
+
+def create_deployment_that_cannot_import(pool: str) -> UUID:
+    """A deployment of compress-chunks on `pool` whose entrypoint names a file that does not exist."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.create_deployment(
+            flow_id=client.create_flow_from_name("compress-chunks"), name="cannot-import",
+            entrypoint="flows/missing_flow.py:compress_chunks", work_pool_name=pool, work_queue_name="any",
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $COLABFLOW_ROOT }}"}}],
+        )
+
+
+def reschedule_a_crashed_run(deployment_id: UUID) -> None:
+    """Crash a second run by hand and wait until the reschedule automation moves it on: by then it
+    has seen every event of the pool's runs before it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        sentinel = client.create_flow_run_from_deployment(deployment_id)
+        client.set_flow_run_state(sentinel.id, Crashed(), force=True)
+        wait_until(lambda: client.read_flow_run(sentinel.id).state_type != StateType.CRASHED, 120, 1.0,
+                   "the reschedule automation to move the hand-crashed run")

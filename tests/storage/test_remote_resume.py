@@ -1,0 +1,164 @@
+"""The test that matters for remote storage: a job killed on one machine finishes on another.
+
+Source on GitHub (pytest-httpserver); destination and checkpoints on GCS (gcp-storage-emulator)
+or on Google Drive (the fake Drive v3 server, reached through a saved DriveFolder block). Each
+"machine" is a process with its own fresh, empty PREFECT_HOME, temporary Prefect server, working
+directory and TMPDIR, all inside one folder that is deleted after the kill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from pytest_httpserver import HTTPServer
+
+from tasks.storage.gcs import GcsStore
+from tasks.storage.stores import StorageAccess
+from tests.drive_server import FakeDrive, fake_drive
+from tests.gcs_emulator import BUCKET, gcs_emulator
+from tests.github_fake import serve_repository
+from tests.servers import server_environment, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+COLABFLOW = str(ROOT / ".venv" / "bin" / "colabflow")
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+# A machine that reaches Drive: it saves the DriveFolder block in its own fresh Prefect, then runs
+# each colabflow command given as a JSON list, all against that one temporary server.
+DRIVE_MACHINE = """
+import json, sys
+from blocks.drive import DriveFolder
+from flows.cli import main
+DriveFolder(api_endpoint=sys.argv[1]).save(sys.argv[2])
+for command in sys.argv[3:]:
+    if main(json.loads(command)):
+        sys.exit(1)
+"""
+
+
+def chunk(index: int) -> bytes:
+    line = f"remote chunk {index:04d}: colabflow resumes where the last machine stopped\n".encode()
+    return (line * 400)[: 16 * 1024 + index]
+
+
+def machine(home: Path, **extra: str) -> dict[str, str]:
+    """A fresh machine: PREFECT_HOME, TMPDIR (and the working directory) all inside `home`."""
+    (home / "tmp").mkdir(parents=True)
+    env = server_environment(home)
+    env.pop("PREFECT_API_URL", None)
+    env.update(TMPDIR=str(home / "tmp"), **extra)
+    return env
+
+
+def repository_source(httpserver: HTTPServer, chunks: int) -> list[str]:
+    """`compress` arguments for a GitHub repository of `chunks` files, served by `httpserver`."""
+    repository = serve_repository(httpserver, {f"corpus/part-{index:04d}.txt": chunk(index) for index in range(chunks)})
+    return ["compress", f"github://{repository}@main/corpus", "--github-api-url", httpserver.url_for("").rstrip("/")]
+
+
+def kill(process: subprocess.Popen[bytes], home: Path) -> None:
+    """SIGKILL the machine's whole process group, then delete every file it had."""
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    shutil.rmtree(home)
+
+
+def assert_resumed(report: dict[str, object], chunks: int, done_at_kill: int, checkpointed: int) -> None:
+    """The second machine redid nothing that had finished: only the chunks not yet done were compressed."""
+    assert report["failed"] == []
+    assert (report["reused"], report["compressed"]) == (done_at_kill, chunks - done_at_kill), (
+        f"finished chunks were redone: {done_at_kill} were done at the kill, {checkpointed} batches checkpointed")
+    assert report["batches_reused"] == checkpointed
+
+
+def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_path: Path, httpserver: HTTPServer) -> None:
+    """github:// to gs://: killed after 3 batches, resumed on a fresh machine, then verified and read back."""
+    chunks, batch = 300, 10
+    with gcs_emulator() as emulator:
+        command = [COLABFLOW, *repository_source(httpserver, chunks), f"gs://{BUCKET}/jobs", "--job", "remote",
+                   "--batch-size", str(batch), "--json"]
+        first_home = tmp_path / "machine-1"
+        first = subprocess.Popen(command, env=machine(first_home, STORAGE_EMULATOR_HOST=emulator), cwd=first_home,
+                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator
+        try:
+            bucket = GcsStore(BUCKET, StorageAccess())
+
+            def checkpoints() -> int:
+                return sum(1 for _ in bucket.list("jobs/remote/.checkpoints"))
+
+            wait_until(lambda: checkpoints() >= 3, 240, 0.05, "3 batch checkpoints on GCS")
+        finally:
+            kill(first, first_home)
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        checkpointed = sum(1 for _ in bucket.list("jobs/remote/.checkpoints"))
+        done_at_kill = sum(1 for info in bucket.list("jobs/remote/chunks") if info.key.endswith(".recipe.json"))
+        assert batch * checkpointed <= done_at_kill < chunks
+
+        second_home = tmp_path / "machine-2"
+        second = subprocess.run(command, env=machine(second_home, STORAGE_EMULATOR_HOST=emulator), cwd=second_home,
+                                capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert_resumed(json.loads(second.stdout.strip().splitlines()[-1]), chunks, done_at_kill, checkpointed)
+        verify = subprocess.run([COLABFLOW, "verify", f"gs://{BUCKET}/jobs/remote"],
+                                env=machine(tmp_path / "v", STORAGE_EMULATOR_HOST=emulator),
+                                capture_output=True, text=True, timeout=300)
+        assert verify.returncode == 0, verify.stderr
+        assert f"verified {chunks} of {chunks} chunks" in verify.stdout
+        status = subprocess.run([COLABFLOW, "status", f"gs://{BUCKET}/jobs/remote", "--offline"],
+                                env=machine(tmp_path / "s", STORAGE_EMULATOR_HOST=emulator),
+                                capture_output=True, text=True, timeout=300)
+        assert status.returncode == 0, status.stderr
+        summary = json.loads(status.stdout)
+        assert (summary["chunks_done"], summary["chunks_total"], summary["quarantined"]) == (chunks, chunks, 0)
+
+
+def count(drive: FakeDrive, wanted: Callable[[str], bool]) -> int:
+    """Files (not folders, not trashed) of the fake Drive whose names are `wanted`."""
+    with drive.lock:
+        return sum(1 for item in drive.files.values()
+                   if item.content is not None and not item.trashed and wanted(item.name))
+
+
+def checkpoints_on(drive: FakeDrive) -> int:
+    return count(drive, lambda name: name.startswith("batch-"))
+
+
+def test_a_job_killed_on_one_machine_finishes_on_another_from_google_drive(tmp_path: Path,
+                                                                           httpserver: HTTPServer) -> None:
+    """github:// to gdrive://: killed after 3 batches, resumed on a fresh machine, verified on Drive."""
+    chunks, batch = 40, 4
+    with fake_drive() as drive:
+        job = f"gdrive://{drive.root}/jobs/remote"
+        compress = [*repository_source(httpserver, chunks), f"gdrive://{drive.root}/jobs", "--job", "remote",
+                    "--drive", "fake-drive", "--batch-size", str(batch), "--json"]
+        command = [PYTHON, "-c", DRIVE_MACHINE, drive.endpoint, "fake-drive", json.dumps(compress)]
+        first_home = tmp_path / "machine-1"
+        first = subprocess.Popen(command, env=machine(first_home), cwd=first_home, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: checkpoints_on(drive) >= 3, 240, 0.02, "3 batch checkpoints on Drive")
+        finally:
+            kill(first, first_home)
+        wait_until(lambda: drive.busy == 0, 30, 0.01, "the fake Drive done with the killed machine's last request")
+        checkpointed = checkpoints_on(drive)
+        done_at_kill = count(drive, lambda name: name.endswith(".recipe.json"))
+        assert batch * checkpointed <= done_at_kill < chunks, (checkpointed, done_at_kill)
+
+        second_home = tmp_path / "machine-2"
+        verify = json.dumps(["verify", job, "--drive", "fake-drive"])
+        second = subprocess.run([*command, verify], env=machine(second_home), cwd=second_home,
+                                capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, second.stderr[-3000:]
+        lines = second.stdout.strip().splitlines()
+        assert_resumed(json.loads(next(line for line in lines if line.startswith("{"))), chunks, done_at_kill,
+                       checkpointed)
+        assert f"verified {chunks} of {chunks} chunks" in lines[-1], second.stdout[-2000:]
+        names = Counter((tuple(item.parents), item.name) for item in drive.files.values() if not item.trashed)
+        assert [name for name, seen in names.items() if seen > 1] == [], "a name appears twice in one Drive folder"
