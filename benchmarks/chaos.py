@@ -36,7 +36,8 @@ from subprocess import Popen
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tasks.engine.item_ids import RECIPE_SUFFIX
+from tasks.compression.outputs import RECIPE_SUFFIX
+from tasks.engine.checkpoints import TASK_RUN_PREFIX
 from tests.conftest import make_chunks
 from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
 from tests.servers import prefect_server, server_environment, wait_until
@@ -211,13 +212,13 @@ def recovery_phases(
 def compare_job(scratch: Path, chunk_ids: set[str], recipes_at_kills: dict[str, bytes]) -> dict[str, Any]:
     """Verify the job, and compare it with the reference and with the recipes seen at the kills."""
     from tasks.compression.restore import check_job, read_manifest
-    from tasks.engine.job_folder import open_destination
+    from tasks.engine.job_folder import open_job_location
 
     job_dir, reference = scratch / "out" / JOB, scratch / "reference" / JOB / "chunks"
     check = check_job(job_dir)
-    entries, _ = read_manifest(open_destination(str(job_dir.parent)), job_dir.name)
+    entries, _ = read_manifest(open_job_location(str(job_dir)))
     listed = [entry.chunk_id for entry in entries]
-    verified = set(listed) - {problem.chunk_id for problem in check.problems}
+    verified = set(listed) - {problem.item_id for problem in check.problems}
     members = {path.name: path.read_bytes() for path in reference.glob("*.gz")}
     identical = len(members) == len(chunk_ids) and all(
         (job_dir / "chunks" / name).is_file() and (job_dir / "chunks" / name).read_bytes() == content
@@ -232,7 +233,7 @@ def compare_job(scratch: Path, chunk_ids: set[str], recipes_at_kills: dict[str, 
 
 
 def batch_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Any]:
-    """Every compress-batch task run of the run, page by page: one read returns at most 200."""
+    """Every batch task run (task unit) of the run, page by page: one read returns at most 200."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
@@ -241,7 +242,7 @@ def batch_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Any]:
     while page := client.read_task_runs(flow_run_filter=of_the_run, sort=TaskRunSort.ID_DESC, limit=200,
                                         offset=len(runs)):
         runs += page
-    return [run for run in runs if run.name.startswith("compress-batch")]
+    return [run for run in runs if run.name.startswith(TASK_RUN_PREFIX)]
 
 
 def batches_run_again(runs: list[Any]) -> int:

@@ -31,9 +31,10 @@ from gzip_stream import GZIPCompressedStream
 from benchmarks.codec import SEED, json_logs, python_source
 from tasks.compression.chunk_codec import compress_and_store
 from tasks.compression.codecs import STREAM_BLOCK, IsalGzipCodec
+from tasks.compression.outputs import CHUNK_SUFFIX
 from tasks.engine.item_attempts import worker_count
-from tasks.engine.job_folder import CHUNK_SUFFIX, open_destination
-from tasks.engine.models import ChunkFingerprint, ChunkRef
+from tasks.engine.job_folder import open_job_folder
+from tasks.engine.models import ItemFingerprint, ItemRef
 from tasks.engine.planning import fingerprint_chunk
 from tasks.storage.stores import StorageAccess
 
@@ -90,16 +91,16 @@ def floor_child() -> dict[str, float]:
 
 def fingerprint_child(source: Path) -> dict[str, Any]:
     """Fingerprint the chunk as the fetch stage does."""
-    ref = ChunkRef(chunk_id=CHUNK_ID, uri=source.absolute().as_uri(), size=source.stat().st_size)
+    ref = ItemRef(item_id=CHUNK_ID, uri=source.absolute().as_uri(), size=source.stat().st_size)
     started = time.perf_counter()
     fingerprint = fingerprint_chunk(ref)
     return {"seconds": time.perf_counter() - started, "rss_mib": peak_rss_mib(), "fingerprint": fingerprint}
 
 
-def store_child(fingerprint: ChunkFingerprint, destination: Path) -> dict[str, Any]:
+def store_child(fingerprint: ItemFingerprint, destination: Path) -> dict[str, Any]:
     """Compress and store the chunk as the compress stage does (streamed, above STREAM_THRESHOLD)."""
     started = time.perf_counter()
-    recipe = compress_and_store(fingerprint, IsalGzipCodec(LEVEL), open_destination(str(destination)), JOB, StorageAccess())
+    recipe = compress_and_store(fingerprint, IsalGzipCodec(LEVEL), open_job_folder(str(destination), JOB), StorageAccess())
     return {"seconds": time.perf_counter() - started, "rss_mib": peak_rss_mib(), "ratio": recipe.ratio}
 
 

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from deployments.durations import parse_duration
 from tasks.compression.codecs import require_codec
 from tasks.compression.parameters import CompressJob
-from tasks.compression.restore import JobCheck, check_job
+from tasks.compression.restore import check_job
 from tasks.engine.parameters import GitHubDispatchCallback, WebhookCallback
+from tasks.engine.verify import JobCheck, verify_job
 from tasks.errors import ColabflowError
 from tasks.storage.stores import StorageAccess
 
@@ -141,8 +142,8 @@ def run_compress(arguments: argparse.Namespace) -> int:
 def print_check(check: JobCheck, verb: str) -> int:
     for problem in check.problems:
         print(f"FAILED {problem.reason}", file=sys.stderr)
-    good = check.chunks - len(check.problems)
-    print(f"{verb} {good} of {check.chunks} chunks in {check.job_dir} ({check.bytes_restored} bytes), "
+    good = check.items - len(check.problems)
+    print(f"{verb} {good} of {check.items} items in {check.job_dir} ({check.bytes_checked} bytes), "
           f"{len(check.problems)} problems")
     return 1 if check.problems else 0
 
@@ -217,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[arguments.command](arguments)
         if arguments.command == "restore":
             return print_check(check_job(arguments.job_dir, arguments.out_dir, access_from(arguments)), "restored")
-        return print_check(check_job(arguments.job_dir, None, access_from(arguments)), "verified")
+        return print_check(verify_job(arguments.job_dir, access_from(arguments)), "verified")
     except ValidationError as error:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"]) or "parameters"

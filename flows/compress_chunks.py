@@ -1,29 +1,20 @@
-"""Flow `compress-chunks`: fetch -> compress -> upload -> manifest -> ledger -> callback. Wiring only."""
+"""Flow `compress-chunks`: plan -> batches (fetch, compress, upload) -> manifest -> ledger -> callback. Wiring only."""
 
 from __future__ import annotations
 
 from prefect import flow
-from prefect.logging import get_run_logger
 
-from tasks.compression.kind import prepare_job_task, run_batch
-from tasks.compression.models import BatchOutcome, JobReport
+from tasks.compression.kind import prepare_job_task
+from tasks.compression.models import JobReport, compression_report
 from tasks.compression.parameters import CompressJob
-from tasks.engine.artifacts import (
-    ProgressArtifact,
-    publish_report,
-    publish_telemetry_task,
-)
+from tasks.engine.artifacts import publish_report, publish_telemetry_task
 from tasks.engine.callback import send_callback
 from tasks.engine.job_record import quarantine_task, record_job_task
-from tasks.engine.manifest import write_manifest_task
+from tasks.engine.manifest import finished_outputs, write_manifest_task
 from tasks.engine.planning import plan_job_task
-from tasks.engine.report import finished_recipes, summarize_job
-from tasks.engine.spend import (
-    SpendRecorder,
-    load_budget_task,
-    quota_stop,
-    read_spend_task,
-)
+from tasks.engine.report import summarize_run
+from tasks.engine.spend import SpendRecorder, load_budget_task, read_spend_task
+from tasks.engine.task_units import run_batches
 from tasks.engine.unwalked import unwalked
 
 
@@ -37,25 +28,14 @@ def compress_chunks(request: CompressJob) -> JobReport:
     settings = prepare_job_task(
         request.destination, request.job, request.codec, request.level, request.access, request.results
     )
-    budget = load_budget_task(request.compute_budget)
+    spend = SpendRecorder(settings, load_budget_task(request.compute_budget))
     spent_before = read_spend_task(settings)
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints)
     record_job_task(settings, unwalked(plan))
-    progress = ProgressArtifact(request.job, len(plan.batches))
-    spend = SpendRecorder(settings, budget)
-    outcomes: list[BatchOutcome] = []
-    stopped: str | None = None
-    for index, batch in enumerate(plan.batches):
-        stopped = quota_stop(budget, spent_before, outcomes, len(plan.batches) - index, settings.device)
-        if stopped is not None:
-            get_run_logger().warning("job %s: %s", request.job, stopped)
-            break
-        outcomes.append(run_batch(batch, settings, request.refresh_checkpoints, index))
-        spend.after_batch(outcomes[-1])
-        progress.advance(index + 1)
-    manifest = write_manifest_task(settings, unwalked(finished_recipes(outcomes)))
+    outcomes, stopped = run_batches(plan, settings, request.refresh_checkpoints, spend, spent_before)
+    manifest = write_manifest_task(settings, unwalked(finished_outputs(outcomes)))
     spent = spend.final()
-    report = summarize_job(settings, plan, outcomes, manifest, spent.recorded_at, spent, stopped)
+    report = compression_report(summarize_run(settings, plan, outcomes, manifest, spent.recorded_at, spent, stopped))
     quarantine_task(settings, unwalked(report.failed))
     publish_report(report)
     publish_telemetry_task(settings)

@@ -47,7 +47,7 @@ def test_compress_json_then_restore_and_verify(sample_source: Path, tmp_path: Pa
     report = last_json_line(result.stdout)
     assert (report["compressed"], report["failed"]) == (8, [])
     restored = colabflow("restore", str(tmp_path / "out" / "cli"), str(tmp_path / "restored"))
-    assert restored.returncode == 0 and "restored 8 of 8 chunks" in restored.stdout
+    assert restored.returncode == 0 and "restored 8 of 8 items" in restored.stdout
     assert (tmp_path / "restored" / "données brutes" / "résumé été.txt").read_bytes() == (
         sample_source / "données brutes" / "résumé été.txt"
     ).read_bytes()
@@ -60,13 +60,13 @@ def test_a_failed_chunk_makes_the_exit_status_non_zero(sample_source: Path, tmp_
     result = colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "j", "--json", env=client_env)
     assert result.returncode == 1
     report = last_json_line(result.stdout)
-    assert report["compressed"] == 8 and report["failed"][0]["chunk_id"] == "tab\tname"  # type: ignore[index]
+    assert report["compressed"] == 8 and report["failed"][0]["item_id"] == "tab\tname"  # type: ignore[index]
     quarantine = (tmp_path / "out" / "j" / "quarantine.jsonl").read_text().splitlines()
     assert len(quarantine) == 1 and "control character" in json.loads(quarantine[0])["reason"]
     status = colabflow("status", str(tmp_path / "out" / "j"), env=client_env)
     assert status.returncode == 0, status.stderr
     summary = json.loads(status.stdout)
-    assert (summary["chunks_done"], summary["chunks_total"], summary["quarantined"]) == (8, 9, 1)
+    assert (summary["items_done"], summary["items_total"], summary["quarantined"]) == (8, 9, 1)
     assert summary["run"]["state"] == "Completed" and summary["run"]["attempts"] == 1
     assert summary["host"] and summary["attempt"] == 1
 

@@ -20,8 +20,9 @@ from typing import BinaryIO
 
 from tasks.compression.codecs import Codec
 from tasks.compression.models import Recipe
-from tasks.engine.job_folder import Destination
-from tasks.engine.models import ChunkFingerprint
+from tasks.compression.outputs import put_chunk
+from tasks.engine.job_folder import JobFolder
+from tasks.engine.models import ItemFingerprint
 from tasks.engine.sources import open_chunk, read_chunk
 from tasks.errors import ChunkChangedError
 from tasks.storage.stores import StorageAccess, file_digests
@@ -31,11 +32,11 @@ STREAM_THRESHOLD = 64 * 1024 * 1024
 
 
 def describe_chunk(
-    chunk: ChunkFingerprint, codec: Codec, member_size: int, member_sha256: str, seconds: float
+    chunk: ItemFingerprint, codec: Codec, member_size: int, member_sha256: str, seconds: float
 ) -> Recipe:
     """The recipe of a chunk compressed by `codec` into a member of the given size and hash."""
     return Recipe(
-        chunk_id=chunk.chunk_id,
+        chunk_id=chunk.item_id,
         source_uri=chunk.uri,
         original_sha256=chunk.sha256,
         original_size=chunk.size,
@@ -52,21 +53,21 @@ def describe_chunk(
     )
 
 
-def require_planned(chunk: ChunkFingerprint, data: bytes) -> None:
+def require_planned(chunk: ItemFingerprint, data: bytes) -> None:
     """Refuse bytes that are not the ones the job planned (the source changed meanwhile)."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != chunk.sha256 or len(data) != chunk.size:
         raise _changed(chunk, actual)
 
 
-def _changed(chunk: ChunkFingerprint, actual_sha256: str) -> ChunkChangedError:
+def _changed(chunk: ItemFingerprint, actual_sha256: str) -> ChunkChangedError:
     return ChunkChangedError(
-        f"chunk {chunk.chunk_id!r} changed while the job ran (sha256 {chunk.sha256[:12]}… "
+        f"chunk {chunk.item_id!r} changed while the job ran (sha256 {chunk.sha256[:12]}… "
         f"when listed, {actual_sha256[:12]}… now); rerun the job once the source is stable"
     )
 
 
-def compress_chunk(chunk: ChunkFingerprint, data: bytes, codec: Codec) -> tuple[bytes, Recipe]:
+def compress_chunk(chunk: ItemFingerprint, data: bytes, codec: Codec) -> tuple[bytes, Recipe]:
     """Compress one chunk's bytes and describe the result in a recipe."""
     require_planned(chunk, data)
     started = time.perf_counter()
@@ -96,7 +97,7 @@ class HashingReader:
         return self.stream.seek(0)
 
 
-def compress_chunk_stream(chunk: ChunkFingerprint, source: BinaryIO, codec: Codec, member_path: Path) -> Recipe:
+def compress_chunk_stream(chunk: ItemFingerprint, source: BinaryIO, codec: Codec, member_path: Path) -> Recipe:
     """Stream a chunk through the codec into `member_path`; memory stays bounded by the codec's block."""
     reader = HashingReader(source)
     started = time.perf_counter()
@@ -109,19 +110,17 @@ def compress_chunk_stream(chunk: ChunkFingerprint, source: BinaryIO, codec: Code
     return describe_chunk(chunk, codec, member_path.stat().st_size, member_sha256, seconds)
 
 
-def compress_and_store(
-    chunk: ChunkFingerprint, codec: Codec, destination: Destination, job: str, access: StorageAccess
-) -> Recipe:
+def compress_and_store(chunk: ItemFingerprint, codec: Codec, folder: JobFolder, access: StorageAccess) -> Recipe:
     """Compress one chunk and put it at the destination, in memory or streamed by its size."""
     if chunk.size <= STREAM_THRESHOLD:
         member, recipe = compress_chunk(chunk, read_chunk(chunk.uri, access), codec)
-        destination.put_chunk(job, chunk.chunk_id, member, recipe)
+        put_chunk(folder, chunk.item_id, member, recipe)
         return recipe
     with tempfile.TemporaryDirectory(prefix="colabflow-") as scratch:
         member_path = Path(scratch, "member.gz")
         with open_chunk(chunk.uri, access) as source:
             recipe = compress_chunk_stream(chunk, source, codec, member_path)
-        destination.put_chunk(job, chunk.chunk_id, member_path, recipe)
+        put_chunk(folder, chunk.item_id, member_path, recipe)
     return recipe
 
 
@@ -129,11 +128,11 @@ def compress_and_store(
 class Pending:
     """A chunk read and checked, waiting for the codec's one call for the whole batch."""
 
-    chunk: ChunkFingerprint
+    chunk: ItemFingerprint
     data: bytes
 
 
-def read_verified(chunk: ChunkFingerprint, access: StorageAccess) -> bytes:
+def read_verified(chunk: ItemFingerprint, access: StorageAccess) -> bytes:
     """A chunk's bytes, refused if they are not the bytes that were planned."""
     data = read_chunk(chunk.uri, access)
     require_planned(chunk, data)

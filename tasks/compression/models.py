@@ -1,14 +1,19 @@
-"""Compression's own models: recipes, batch results, the job settings and the job report."""
+"""Compression's own models: the recipe of a chunk, its manifest line, the codec options and the job report."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.compression.codecs import CodecChoice
-from tasks.engine.models import ChunkFailure, Frozen
-from tasks.storage.stores import StorageAccess
+from tasks.engine.models import (
+    Frozen,
+    ItemOutput,
+    JobReportBase,
+    JobSettings,
+    RunSummary,
+)
 
 RECIPE_SCHEMA_VERSION = 1
 
@@ -43,60 +48,51 @@ class ManifestEntry(Frozen):
     compressed_size: int
 
 
-class BatchResult(Frozen):
-    """What one batch produced; this is the persisted checkpoint of the batch."""
+class JobReport(JobReportBase):
+    """What a compression job did. The flow returns it and the callback carries it."""
 
-    recipes: list[Recipe] = Field(default_factory=list)
-    failures: list[ChunkFailure] = Field(default_factory=list)
-    found_at_destination: list[str] = Field(
-        default_factory=list,
-        description="Chunk ids whose output was already at the destination, so not recompressed.",
-    )
-
-
-class JobReport(BaseModel):
-    """What a job did. The flow returns it and the callback carries it."""
-
-    job: str
     chunks_total: int
     compressed: int
     reused: int
-    failed: list[ChunkFailure]
     bytes_in: int
     bytes_out: int
-    seconds: float
     batches_total: int
     batches_reused: int
     chunks_read: int = Field(ge=0, description="Chunks read and hashed to plan this run; the rest came from the fingerprint cache.")
-    manifest_sha256: str
-    device: str = Field(default="cpu", description="Where the job's codec ran: 'cpu' or the GPU's name.")
-    gpu_class: str = Field(default="cpu", description="The device's compute-unit class: a100, l4, t4, any or cpu.")
-    compute_units: float = Field(default=0.0, ge=0, description="Estimated Colab compute units this run spent.")
-    stopped_reason: str | None = Field(
-        default=None, description="Why the run stopped taking batches before the end (the compute-unit quota)."
-    )
 
 
-class BatchSettings(Frozen):
-    """Everything a batch needs besides its chunks; part of every checkpoint key."""
+class CodecOptions(Frozen):
+    """The codec a job resolved to: compression's identity in every checkpoint key."""
 
-    destination: str = Field(description="Destination location: an absolute local path or a gs://, gdrive:// URI.")
-    results: str = Field(description="Where batch checkpoints live (a location like destination).")
-    access: StorageAccess = Field(default_factory=StorageAccess, description="Credentials for remote locations.")
-    job: str
     codec_choice: CodecChoice
     codec: str
     codec_version: str
-    level: int
-    device: str
-    started_at: datetime
+    level: int = Field(ge=0, le=9)
+
+    @classmethod
+    def of(cls, settings: JobSettings) -> CodecOptions:
+        return cls.model_validate(settings.options)
 
 
-class BatchOutcome(Frozen):
-    """How one batch ended in this run: its result, or the error that stopped it."""
+def recipe_output(recipe: Recipe, output: str) -> ItemOutput:
+    """A recipe as the engine's record of its chunk; `output` is the member's key below the job folder."""
+    return ItemOutput(
+        item_id=recipe.chunk_id, input_sha256=recipe.original_sha256, input_size=recipe.original_size,
+        output=output, output_size=recipe.compressed_size, output_sha256=recipe.compressed_sha256,
+        created_at=recipe.created_at, details=recipe.model_dump(mode="json"),
+    )
 
-    chunk_ids: list[str]
-    result: BatchResult | None = None
-    error: str | None = None
-    from_checkpoint: bool = False
-    seconds: float = Field(default=0.0, ge=0, description="Wall time of the batch in this run, checkpoint loads included.")
+
+def recipe_of(output: ItemOutput) -> Recipe:
+    """The recipe an output record carries."""
+    return Recipe.model_validate(output.details)
+
+
+def compression_report(summary: RunSummary) -> JobReport:
+    """The engine's count of a run, in compression's words."""
+    return JobReport(
+        **summary.model_dump(include=set(JobReportBase.model_fields)),
+        chunks_total=summary.items_total, compressed=summary.items_done, reused=summary.items_reused,
+        bytes_in=summary.bytes_in, bytes_out=summary.bytes_out, batches_total=summary.batches_total,
+        batches_reused=summary.batches_reused, chunks_read=summary.items_read,
+    )

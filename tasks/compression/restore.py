@@ -14,17 +14,14 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from tasks.compression.models import ManifestEntry, Recipe
-from tasks.engine.item_ids import validate_chunk_id
-from tasks.engine.job_folder import (
-    MANIFEST_NAME,
-    Destination,
-    open_destination,
-    split_job_location,
-)
-from tasks.engine.models import ChunkFailure
+from tasks.compression.outputs import open_member, read_recipe
+from tasks.engine.item_ids import validate_item_id
+from tasks.engine.job_folder import MANIFEST_NAME, JobFolder, open_job_location
+from tasks.engine.models import ItemFailure
+from tasks.engine.verify import JobCheck
 from tasks.errors import ColabflowError, CorruptOutputError, MissingObjectError
 from tasks.storage.local import create_temporary
 from tasks.storage.stores import StorageAccess
@@ -32,31 +29,22 @@ from tasks.storage.stores import StorageAccess
 _BLOCK = 1024 * 1024
 
 
-class JobCheck(BaseModel):
-    """The outcome of verifying (or restoring) a job folder."""
-
-    job_dir: str
-    chunks: int
-    bytes_restored: int
-    problems: list[ChunkFailure]
-
-
-def read_manifest(destination: Destination, job: str) -> tuple[list[ManifestEntry], list[ChunkFailure]]:
+def read_manifest(folder: JobFolder) -> tuple[list[ManifestEntry], list[ItemFailure]]:
     """Parse `manifest.jsonl`; each unreadable line is a problem, not a crash."""
-    content = destination.read_job_file(job, MANIFEST_NAME)
+    content = folder.read(MANIFEST_NAME)
     if content is None:
         raise CorruptOutputError(
-            f"{destination.uri(destination.key(job, MANIFEST_NAME))!r} does not exist; "
+            f"{folder.uri(folder.key(MANIFEST_NAME))!r} does not exist; "
             "give a job folder (<destination>/<job>) of a finished run"
         )
     entries: list[ManifestEntry] = []
-    problems: list[ChunkFailure] = []
+    problems: list[ItemFailure] = []
     for number, line in enumerate(content.splitlines(), start=1):
         try:
             entry = ManifestEntry.model_validate_json(line)
-            validate_chunk_id(entry.chunk_id)
+            validate_item_id(entry.chunk_id)
         except (ValidationError, ColabflowError) as error:
-            problems.append(ChunkFailure(chunk_id=f"manifest line {number}", reason=f"unusable: {error}"))
+            problems.append(ItemFailure(item_id=f"manifest line {number}", reason=f"unusable: {error}"))
             continue
         entries.append(entry)
     return entries, problems
@@ -85,15 +73,15 @@ def decompress_member(member: BinaryIO, sink: BinaryIO | None) -> tuple[str, int
     return content_hash.hexdigest(), size, member_hash.hexdigest()
 
 
-def check_chunk(destination: Destination, job: str, entry: ManifestEntry, out_dir: Path | None) -> int:
+def check_chunk(folder: JobFolder, entry: ManifestEntry, out_dir: Path | None) -> int:
     """Check one chunk against its manifest entry and recipe, restoring it if `out_dir` is set."""
-    recipe = destination.read_recipe(job, entry.chunk_id)
+    recipe = read_recipe(folder, entry.chunk_id)
     if recipe is None:
         raise CorruptOutputError("its recipe is missing")
     _require_agreement(entry, recipe)
     target = out_dir / entry.chunk_id if out_dir else None
     try:
-        opened = destination.open_chunk(job, entry.chunk_id)
+        opened = open_member(folder, entry.chunk_id)
     except MissingObjectError:
         raise CorruptOutputError("its .gz member is missing") from None
     with opened as member:
@@ -136,14 +124,16 @@ def check_job(
     job_location: str | Path, out_dir: Path | None = None, access: StorageAccess = StorageAccess()
 ) -> JobCheck:
     """Verify every chunk of a job folder, and restore each good one to `out_dir` when given."""
-    job_location = str(job_location)
-    parent, job = split_job_location(job_location)
-    destination = open_destination(parent, access)
-    entries, problems = read_manifest(destination, job)
+    return check_folder(open_job_location(str(job_location), access), out_dir)
+
+
+def check_folder(folder: JobFolder, out_dir: Path | None = None) -> JobCheck:
+    """`check_job` on a resolved folder: compression's verify check."""
+    entries, problems = read_manifest(folder)
     restored = 0
     for entry in entries:
         try:
-            restored += check_chunk(destination, job, entry, out_dir)
+            restored += check_chunk(folder, entry, out_dir)
         except (ColabflowError, OSError) as error:
-            problems.append(ChunkFailure(chunk_id=entry.chunk_id, reason=f"chunk {entry.chunk_id!r}: {error}"))
-    return JobCheck(job_dir=job_location, chunks=len(entries), bytes_restored=restored, problems=problems)
+            problems.append(ItemFailure(item_id=entry.chunk_id, reason=f"chunk {entry.chunk_id!r}: {error}"))
+    return JobCheck(job_dir=folder.location, items=len(entries), bytes_checked=restored, problems=problems)

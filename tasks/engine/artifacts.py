@@ -15,7 +15,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from tasks.compression.models import BatchSettings, JobReport
+from tasks.engine.models import JobReportBase, JobSettings
 from tasks.engine.telemetry import (
     read_telemetry,
     render_telemetry_markdown,
@@ -49,14 +49,14 @@ class ProgressArtifact:
             self.last_update = now
 
 
-def publish_report(report: JobReport) -> None:
+def publish_report(report: JobReportBase) -> None:
     """Publish the job report as a table artifact (failures listed one per row)."""
     rows: list[dict[str, object]] = [
         {"field": name, "value": value}
         for name, value in report.model_dump(exclude={"failed"}).items()
     ]
     rows.append({"field": "failed", "value": len(report.failed)})
-    rows.extend({"field": f"failed: {failure.chunk_id}", "value": failure.reason} for failure in report.failed[:100])
+    rows.extend({"field": f"failed: {failure.item_id}", "value": failure.reason} for failure in report.failed[:100])
     create_table_artifact(rows, key=_artifact_key(report.job) + "-report", description=f"{report.job}: job report")
 
 
@@ -64,7 +64,7 @@ def publish_report(report: JobReport) -> None:
     name="publish-telemetry", cache_policy=NO_CACHE, persist_result=False,
     retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
 )
-def publish_telemetry_task(settings: BatchSettings) -> None:
+def publish_telemetry_task(settings: JobSettings) -> None:
     """Publish peak memory, mean utilisation and MB/s per device, from `<job>/telemetry.jsonl`."""
     summary = summarize_telemetry(read_telemetry(settings.destination, settings.access, settings.job))
     create_markdown_artifact(

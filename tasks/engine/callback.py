@@ -19,8 +19,8 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from tasks.compression.models import BatchSettings, JobReport
 from tasks.engine.checkpoints import checkpoint_storage
+from tasks.engine.models import JobReportBase, JobSettings
 from tasks.engine.parameters import GitHubDispatchCallback, WebhookCallback
 from tasks.errors import (
     CallbackRejectedError,
@@ -91,7 +91,7 @@ def post_json(
 
 
 def send_webhook(
-    callback: WebhookCallback, report: JobReport, key: str, secret: str | None, policy: RetryPolicy
+    callback: WebhookCallback, report: JobReportBase, key: str, secret: str | None, policy: RetryPolicy
 ) -> CallbackReceipt:
     """POST the report as JSON, signed with the block's secret when one is set."""
     body = report.model_dump_json().encode()
@@ -113,7 +113,7 @@ def send_webhook(
 
 
 def send_github_dispatch(
-    callback: GitHubDispatchCallback, report: JobReport, key: str, token: str, policy: RetryPolicy
+    callback: GitHubDispatchCallback, report: JobReportBase, key: str, token: str, policy: RetryPolicy
 ) -> CallbackReceipt:
     """Send `repository_dispatch` with the report in `client_payload`."""
     url = f"{callback.api_url.rstrip('/')}/repos/{callback.repository}/dispatches"
@@ -159,14 +159,14 @@ def load_secret(block_name: str) -> str:
 
 
 def _callback_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    report: JobReport = parameters["report"]
+    report: JobReportBase = parameters["report"]
     target = parameters["callback"].model_dump_json()
     key = idempotency_key(report.job, report.manifest_sha256)
     return "callback-" + hashlib.sha256(f"{key}\n{target}".encode()).hexdigest()
 
 
 @task(name="send-callback", cache_key_fn=_callback_cache_key, persist_result=True, result_serializer="json")
-def send_callback_task(callback: WebhookCallback | GitHubDispatchCallback, report: JobReport) -> CallbackReceipt:
+def send_callback_task(callback: WebhookCallback | GitHubDispatchCallback, report: JobReportBase) -> CallbackReceipt:
     """Deliver the job report once; the persisted receipt stops a rerun from sending it again."""
     key = idempotency_key(report.job, report.manifest_sha256)
     if isinstance(callback, WebhookCallback):
@@ -181,7 +181,7 @@ def send_callback_task(callback: WebhookCallback | GitHubDispatchCallback, repor
 
 
 def send_callback(
-    callback: WebhookCallback | GitHubDispatchCallback, report: JobReport, settings: BatchSettings
+    callback: WebhookCallback | GitHubDispatchCallback, report: JobReportBase, settings: JobSettings
 ) -> CallbackReceipt:
     """Run the callback task with its receipt kept next to the job's checkpoints."""
     return send_callback_task.with_options(result_storage=checkpoint_storage(settings))(callback, report)

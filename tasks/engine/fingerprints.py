@@ -4,7 +4,7 @@ Checkpoints are keyed by each chunk's sha256, so without a cache every run reads
 before it can tell which batches are done: a rerun of a finished job costs a full read of the
 source (and, for `github://`, one API request per file). `<job>/fingerprints.json` maps each
 chunk's URI to the version its source reported when the chunk was last hashed
-(`ChunkRef.version`: a local file's size, times, inode and device; a remote object's md5 or git
+(`ItemRef.version`: a local file's size, times, inode and device; a remote object's md5 or git
 blob id) and the sha256 read then. A chunk listed again with the same version takes its sha256
 from the cache; any other chunk is read. `refresh_checkpoints` ignores the cache.
 
@@ -19,8 +19,8 @@ import os
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.engine.job_folder import Destination
-from tasks.engine.models import ChunkFingerprint, ChunkRef
+from tasks.engine.job_folder import JobFolder
+from tasks.engine.models import ItemFingerprint, ItemRef
 
 FINGERPRINTS_NAME = "fingerprints.json"
 SETTLED_SECONDS = 2.0
@@ -55,19 +55,19 @@ def local_version(stat: os.stat_result, listed_at: float) -> str | None:
     return f"stat:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}:{stat.st_dev}"
 
 
-def reuse_fingerprints(refs: list[ChunkRef], cache: FingerprintCache) -> dict[str, ChunkFingerprint]:
+def reuse_fingerprints(refs: list[ItemRef], cache: FingerprintCache) -> dict[str, ItemFingerprint]:
     """Fingerprints of the chunks whose source reports the version the cache holds, by URI."""
-    known: dict[str, ChunkFingerprint] = {}
+    known: dict[str, ItemFingerprint] = {}
     for ref in refs:
         cached = cache.entries.get(ref.uri)
         if ref.version is not None and cached is not None and cached.version == ref.version:
-            known[ref.uri] = ChunkFingerprint(
-                chunk_id=ref.chunk_id, uri=ref.uri, size=cached.size, version=ref.version, sha256=cached.sha256
+            known[ref.uri] = ItemFingerprint(
+                item_id=ref.item_id, uri=ref.uri, size=cached.size, version=ref.version, sha256=cached.sha256
             )
     return known
 
 
-def cache_of(fingerprints: list[ChunkFingerprint]) -> FingerprintCache:
+def cache_of(fingerprints: list[ItemFingerprint]) -> FingerprintCache:
     """The cache for this run's chunks: those whose source gave a version."""
     return FingerprintCache(entries={
         chunk.uri: CachedFingerprint(version=chunk.version, size=chunk.size, sha256=chunk.sha256)
@@ -76,9 +76,9 @@ def cache_of(fingerprints: list[ChunkFingerprint]) -> FingerprintCache:
     })
 
 
-def read_fingerprints(destination: Destination, job: str) -> FingerprintCache:
+def read_fingerprints(folder: JobFolder) -> FingerprintCache:
     """The job's cache; an absent or unreadable one is empty (it only saves reading)."""
-    content = destination.read_job_file(job, FINGERPRINTS_NAME)
+    content = folder.read(FINGERPRINTS_NAME)
     if content is None:
         return FingerprintCache()
     try:
@@ -87,6 +87,6 @@ def read_fingerprints(destination: Destination, job: str) -> FingerprintCache:
         return FingerprintCache()
 
 
-def write_fingerprints(destination: Destination, job: str, cache: FingerprintCache) -> None:
+def write_fingerprints(folder: JobFolder, cache: FingerprintCache) -> None:
     """Replace the job's cache."""
-    destination.put_job_file(job, FINGERPRINTS_NAME, cache.model_dump_json().encode())
+    folder.write(FINGERPRINTS_NAME, cache.model_dump_json().encode())

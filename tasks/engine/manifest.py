@@ -1,4 +1,4 @@
-"""Manifest stage: one JSON line per chunk, derived from this run's recipes."""
+"""Manifest stage: one JSON line per finished item, in the kind's words, from this run's outputs."""
 
 from __future__ import annotations
 
@@ -7,45 +7,52 @@ import hashlib
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.compression.models import BatchSettings, ManifestEntry, Recipe
-from tasks.engine.job_folder import open_destination
-from tasks.engine.models import ChunkFailure, ManifestSummary
+from tasks.engine.job_folder import MANIFEST_NAME, job_folder
+from tasks.engine.kinds import JobKind, job_kind
+from tasks.engine.models import (
+    BatchOutcome,
+    ItemFailure,
+    ItemOutput,
+    JobSettings,
+    ManifestSummary,
+)
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 
 
-def manifest_lines(recipes: list[Recipe]) -> bytes:
-    """Render the manifest: one line per chunk, sorted by chunk id, so equal jobs give equal bytes."""
-    entries = sorted(
-        (ManifestEntry.model_validate(recipe.model_dump(include=set(ManifestEntry.model_fields))) for recipe in recipes),
-        key=lambda entry: entry.chunk_id,
-    )
-    return b"".join(entry.model_dump_json().encode() + b"\n" for entry in entries)
+def finished_outputs(outcomes: list[BatchOutcome]) -> list[ItemOutput]:
+    """Every output produced or reused in this run."""
+    return [output for outcome in outcomes if outcome.result for output in outcome.result.outputs]
 
 
-def write_manifest(settings: BatchSettings, recipes: list[Recipe]) -> ManifestSummary:
-    """Write the manifest of the chunks whose output is present at the destination.
+def manifest_lines(kind: JobKind, outputs: list[ItemOutput]) -> bytes:
+    """Render the manifest: one line per item, sorted by item id, so equal jobs give equal bytes."""
+    ordered = sorted(outputs, key=lambda output: output.item_id)
+    return b"".join(kind.manifest_entry(output).model_dump_json().encode() + b"\n" for output in ordered)
 
-    A checkpoint can outlive the file it describes (someone deleted a .gz). Such chunks are
-    left out of the manifest and reported, so the user knows to rerun with refreshed
-    checkpoints.
+
+def write_manifest(settings: JobSettings, outputs: list[ItemOutput]) -> ManifestSummary:
+    """Write the manifest of the items whose output is present in the job folder.
+
+    A checkpoint can outlive the file it describes (someone deleted an output). Such items are
+    left out of the manifest and reported, so the user knows to rerun with refreshed checkpoints.
+    One listing of the folder answers for every item.
     """
-    destination = open_destination(settings.destination, settings.access)
-    present: list[Recipe] = []
-    missing: list[ChunkFailure] = []
-    for recipe in recipes:
-        if destination.chunk_size(settings.job, recipe.chunk_id) == recipe.compressed_size:
-            present.append(recipe)
+    folder = job_folder(settings)
+    sizes = folder.sizes()
+    present: list[ItemOutput] = []
+    missing: list[ItemFailure] = []
+    for output in outputs:
+        if sizes.get(output.output) == output.output_size:
+            present.append(output)
         else:
-            missing.append(ChunkFailure(
-                chunk_id=recipe.chunk_id,
-                reason=f"a checkpoint says chunk {recipe.chunk_id!r} is done, but its .gz is missing "
-                "or has the wrong size at the destination; rerun with --refresh-checkpoints",
+            missing.append(ItemFailure(
+                item_id=output.item_id,
+                reason=f"a checkpoint says item {output.item_id!r} is done, but its output {output.output!r} is "
+                "missing or has the wrong size in the job folder; rerun with --refresh-checkpoints",
             ))
-    content = manifest_lines(present)
-    path = destination.put_manifest(settings.job, content)
-    return ManifestSummary(
-        path=path, sha256=hashlib.sha256(content).hexdigest(), entries=len(present), missing=missing
-    )
+    content = manifest_lines(job_kind(settings.kind), present)
+    path = folder.write(MANIFEST_NAME, content)
+    return ManifestSummary(path=path, sha256=hashlib.sha256(content).hexdigest(), entries=len(present), missing=missing)
 
 
 @task(
@@ -56,6 +63,6 @@ def write_manifest(settings: BatchSettings, recipes: list[Recipe]) -> ManifestSu
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_if_transient,
 )
-def write_manifest_task(settings: BatchSettings, recipes: list[Recipe]) -> ManifestSummary:
-    """Write `<job>/manifest.jsonl` from this run's recipes."""
-    return write_manifest(settings, recipes)
+def write_manifest_task(settings: JobSettings, outputs: list[ItemOutput]) -> ManifestSummary:
+    """Write `<job>/manifest.jsonl` from this run's outputs."""
+    return write_manifest(settings, outputs)

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.compression.models import BatchSettings
 from tasks.engine.fingerprints import (
     FingerprintCache,
     cache_of,
@@ -17,19 +16,21 @@ from tasks.engine.fingerprints import (
     reuse_fingerprints,
     write_fingerprints,
 )
-from tasks.engine.item_attempts import (
-    attempt_chunk,
-    chunk_retry_policy,
-    io_thread_count,
+from tasks.engine.item_attempts import attempt_item, io_thread_count, item_retry_policy
+from tasks.engine.job_folder import job_folder
+from tasks.engine.models import (
+    ItemFailure,
+    ItemFingerprint,
+    ItemRef,
+    JobPlan,
+    JobSettings,
 )
-from tasks.engine.job_folder import open_destination
-from tasks.engine.models import ChunkFailure, ChunkFingerprint, ChunkRef, JobPlan
 from tasks.engine.sources import list_sources, open_chunk
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 from tasks.storage.stores import READ_BLOCK, StorageAccess
 
 
-def fingerprint_chunk(ref: ChunkRef, access: StorageAccess = StorageAccess()) -> ChunkFingerprint:
+def fingerprint_chunk(ref: ItemRef, access: StorageAccess = StorageAccess()) -> ItemFingerprint:
     """Stream a chunk and return it with its sha256 and actual size."""
     digest, size = hashlib.sha256(), 0
     with open_chunk(ref.uri, access) as stream:
@@ -37,42 +38,47 @@ def fingerprint_chunk(ref: ChunkRef, access: StorageAccess = StorageAccess()) ->
             digest.update(block)
             size += len(block)
     version = ref.version if size == ref.size else None
-    return ChunkFingerprint(chunk_id=ref.chunk_id, uri=ref.uri, size=size, version=version, sha256=digest.hexdigest())
+    return ItemFingerprint(item_id=ref.item_id, uri=ref.uri, size=size, version=version, sha256=digest.hexdigest())
 
 
 def fingerprint_chunks(
-    refs: list[ChunkRef], access: StorageAccess = StorageAccess()
-) -> tuple[list[ChunkFingerprint], list[ChunkFailure]]:
+    refs: list[ItemRef], access: StorageAccess = StorageAccess()
+) -> tuple[list[ItemFingerprint], list[ItemFailure]]:
     """Fingerprint chunks on every core; a chunk that cannot be read becomes a failure, in input order.
 
-    Transient errors are retried per chunk (`chunk_retry_policy`), so one bad chunk never fails
+    Transient errors are retried per chunk (`item_retry_policy`), so one bad chunk never fails
     the plan.
     """
-    policy = chunk_retry_policy()
+    policy = item_retry_policy()
 
-    def attempt(ref: ChunkRef) -> ChunkFingerprint | ChunkFailure:
-        return attempt_chunk(ref.chunk_id, lambda: fingerprint_chunk(ref, access), policy)
+    def attempt(ref: ItemRef) -> ItemFingerprint | ItemFailure:
+        return attempt_item(ref.item_id, lambda: fingerprint_chunk(ref, access), policy)
 
     with ThreadPoolExecutor(io_thread_count()) as pool:
         outcomes = list(pool.map(attempt, refs))
-    fingerprints = [item for item in outcomes if isinstance(item, ChunkFingerprint)]
-    failures = [item for item in outcomes if isinstance(item, ChunkFailure)]
+    fingerprints = [item for item in outcomes if isinstance(item, ItemFingerprint)]
+    failures = [item for item in outcomes if isinstance(item, ItemFailure)]
     return fingerprints, failures
 
 
 def plan_batches(
-    chunks: Iterable[ChunkFingerprint], batch_size: int, batch_bytes: int
-) -> list[list[ChunkFingerprint]]:
-    """Group chunks in order; a batch closes at `batch_size` chunks or `batch_bytes` bytes."""
-    batches: list[list[ChunkFingerprint]] = []
-    current: list[ChunkFingerprint] = []
+    items: Iterable[ItemFingerprint], batch_size: int, batch_bytes: int
+) -> list[list[ItemFingerprint]]:
+    """Group items in order; a batch closes at `batch_size` items, `batch_bytes` bytes or a new group.
+
+    Items of one group (`ItemRef.group`, a language say) are brought together first, in their
+    order, so a batch never mixes groups; items without a group form one group.
+    """
+    batches: list[list[ItemFingerprint]] = []
+    current: list[ItemFingerprint] = []
     current_bytes = 0
-    for chunk in chunks:
-        if current and (len(current) >= batch_size or current_bytes + chunk.size > batch_bytes):
+    for item in sorted(items, key=lambda item: item.group or ""):
+        full = len(current) >= batch_size or current_bytes + item.size > batch_bytes
+        if current and (full or item.group != current[-1].group):
             batches.append(current)
             current, current_bytes = [], 0
-        current.append(chunk)
-        current_bytes += chunk.size
+        current.append(item)
+        current_bytes += item.size
     if current:
         batches.append(current)
     return batches
@@ -91,20 +97,20 @@ def plan_job(
     return JobPlan(
         batches=plan_batches(fingerprints, batch_size, batch_bytes),
         failures=invalid + unreadable,
-        chunks_total=len(refs) + len(invalid),
-        chunks_read=len(refs) - len(known),
+        items_total=len(refs) + len(invalid),
+        items_read=len(refs) - len(known),
     )
 
 
-def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, settings: BatchSettings,
+def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings,
                         refresh: bool) -> JobPlan:
     """`plan_job` with the job's fingerprint cache, read before and rewritten when it changed (ignored on refresh)."""
-    destination = open_destination(settings.destination, settings.access)
-    cache = FingerprintCache() if refresh else read_fingerprints(destination, settings.job)
+    folder = job_folder(settings)
+    cache = FingerprintCache() if refresh else read_fingerprints(folder)
     plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache)
     current = cache_of([chunk for batch in plan.batches for chunk in batch])
     if current != cache:
-        write_fingerprints(destination, settings.job, current)
+        write_fingerprints(folder, current)
     return plan
 
 
@@ -116,6 +122,6 @@ def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, s
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, settings: BatchSettings, refresh: bool) -> JobPlan:
+def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings, refresh: bool) -> JobPlan:
     """List the job's chunks and fingerprint those that changed since the last run."""
     return plan_job_with_cache(sources, batch_size, batch_bytes, settings, refresh)

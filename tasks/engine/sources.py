@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from tasks.engine.fingerprints import local_version
-from tasks.engine.item_ids import validate_chunk_id
-from tasks.engine.models import ChunkFailure, ChunkRef
+from tasks.engine.item_ids import validate_item_id
+from tasks.engine.models import ItemFailure, ItemRef
 from tasks.errors import (
     EmptySourceError,
     InvalidChunkError,
@@ -30,7 +30,7 @@ from tasks.storage.stores import ObjectInfo, StorageAccess
 class Source(Protocol):
     """A location that holds chunks."""
 
-    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+    def list_chunks(self) -> tuple[list[ItemRef], list[ItemFailure]]:
         """List valid chunks, and the entries whose ids are invalid."""
         ...
 
@@ -41,7 +41,7 @@ class LocalSource:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+    def list_chunks(self) -> tuple[list[ItemRef], list[ItemFailure]]:
         if not self.path.exists():
             raise SourceNotFoundError(
                 f"source {str(self.path)!r} does not exist; give an existing directory or file"
@@ -76,7 +76,7 @@ class StoreSource:
     def __init__(self, place: Place) -> None:
         self.place = place
 
-    def list_chunks(self) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+    def list_chunks(self) -> tuple[list[ItemRef], list[ItemFailure]]:
         found = [
             (relative_key(info.key, self.place.path), self.place.uri(info.key), info.size, _remote_version(info))
             for info in self.place.store.list(self.place.path)
@@ -88,16 +88,16 @@ class StoreSource:
         return _refs_for(found)
 
 
-def _refs_for(entries: list[tuple[str, str, int, str | None]]) -> tuple[list[ChunkRef], list[ChunkFailure]]:
-    refs: list[ChunkRef] = []
-    failures: list[ChunkFailure] = []
+def _refs_for(entries: list[tuple[str, str, int, str | None]]) -> tuple[list[ItemRef], list[ItemFailure]]:
+    refs: list[ItemRef] = []
+    failures: list[ItemFailure] = []
     for chunk_id, uri, size, version in entries:
         try:
-            validate_chunk_id(chunk_id)
+            validate_item_id(chunk_id)
         except InvalidChunkError as error:
-            failures.append(ChunkFailure(chunk_id=chunk_id.encode("utf-8", "backslashreplace").decode(), reason=str(error)))
+            failures.append(ItemFailure(item_id=chunk_id.encode("utf-8", "backslashreplace").decode(), reason=str(error)))
             continue
-        refs.append(ChunkRef(chunk_id=chunk_id, uri=uri, size=size, version=version))
+        refs.append(ItemRef(item_id=chunk_id, uri=uri, size=size, version=version))
     return refs, failures
 
 
@@ -115,22 +115,22 @@ def open_source(location: str, access: StorageAccess = StorageAccess()) -> Sourc
 
 def list_sources(
     locations: list[str], access: StorageAccess = StorageAccess()
-) -> tuple[list[ChunkRef], list[ChunkFailure]]:
+) -> tuple[list[ItemRef], list[ItemFailure]]:
     """List the chunks of every location. Chunk ids must be unique across them."""
-    refs: dict[str, ChunkRef] = {}
-    failures: list[ChunkFailure] = []
+    refs: dict[str, ItemRef] = {}
+    failures: list[ItemFailure] = []
     for location in locations:
         found, invalid = open_source(location, access).list_chunks()
         failures.extend(invalid)
         for ref in found:
-            if ref.chunk_id in refs:
-                failures.append(ChunkFailure(
-                    chunk_id=ref.chunk_id,
-                    reason=f"chunk id {ref.chunk_id!r} comes from both {refs[ref.chunk_id].uri} "
+            if ref.item_id in refs:
+                failures.append(ItemFailure(
+                    item_id=ref.item_id,
+                    reason=f"chunk id {ref.item_id!r} comes from both {refs[ref.item_id].uri} "
                     f"and {ref.uri}; chunk ids must be unique within a job",
                 ))
                 continue
-            refs[ref.chunk_id] = ref
+            refs[ref.item_id] = ref
     if not refs and not failures:
         raise EmptySourceError(
             f"source {', '.join(locations)!r} contains no files; point it at a directory with chunks"

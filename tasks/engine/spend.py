@@ -24,7 +24,6 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from blocks.compute_budget import ComputeBudget
-from tasks.compression.models import BatchOutcome, BatchSettings
 from tasks.engine.ledger import (
     LedgerEntry,
     append_ledger,
@@ -34,6 +33,7 @@ from tasks.engine.ledger import (
     read_ledger,
     spend,
 )
+from tasks.engine.models import BatchOutcome, JobSettings
 from tasks.errors import InvalidParameterError
 from tasks.gpu.devices import detect_gpu_name, gpu_class_of, nvidia_driver_present
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
@@ -98,7 +98,7 @@ def load_budget_task(name: str | None) -> ComputeBudget:
     name="read-spend", cache_policy=NO_CACHE, persist_result=False,
     retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
 )
-def read_spend_task(settings: BatchSettings) -> float:
+def read_spend_task(settings: JobSettings) -> float:
     """Compute units every job at the destination has spent so far."""
     return spend(read_ledger(settings.destination, settings.access))
 
@@ -107,7 +107,7 @@ def read_spend_task(settings: BatchSettings) -> float:
     name="record-spend", cache_policy=NO_CACHE, persist_result=False,
     retries=len(IO_RETRY_DELAYS), retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient,
 )
-def record_spend_task(settings: BatchSettings, budget: ComputeBudget, final: bool = False) -> LedgerEntry:
+def record_spend_task(settings: JobSettings, budget: ComputeBudget, final: bool = False) -> LedgerEntry:
     """Write this attempt's line, for its time so far, to `<destination>/ledger.jsonl`.
 
     Each call replaces the attempt's earlier line, so calling it after every batch never counts
@@ -134,7 +134,7 @@ class SpendRecorder:
     long job of small batches minutes of orchestration.
     """
 
-    def __init__(self, settings: BatchSettings, budget: ComputeBudget, every: float = LEDGER_EVERY_SECONDS) -> None:
+    def __init__(self, settings: JobSettings, budget: ComputeBudget, every: float = LEDGER_EVERY_SECONDS) -> None:
         self.settings, self.budget, self.every = settings, budget, every
         self._written_at = float("-inf")
 

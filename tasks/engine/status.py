@@ -11,20 +11,31 @@ from prefect.client.schemas.objects import FlowRun, TaskRun
 from pydantic import BaseModel, Field, ValidationError
 
 from blocks.compute_budget import ComputeBudget
-from tasks.compression.parameters import CompressJob
-from tasks.engine.checkpoints import BATCH_RUN_PREFIX
-from tasks.engine.item_ids import RECIPE_SUFFIX
+from tasks.engine.checkpoints import TASK_RUN_PREFIX, count_committed_items
 from tasks.engine.job_folder import (
     normalize_location,
-    open_destination,
-    split_job_location,
+    open_job_folder,
+    open_job_location,
 )
-from tasks.engine.job_record import JOB_RECORD_NAME, QUARANTINE_NAME, JobRecord
+from tasks.engine.job_record import (
+    JOB_RECORD_NAME,
+    QUARANTINE_NAME,
+    JobRecord,
+    read_job_record,
+)
 from tasks.engine.ledger import read_ledger, spend
 from tasks.errors import CorruptOutputError, InvalidParameterError
 from tasks.storage.stores import StorageAccess
 
 TASK_RUN_PAGE = 200
+
+
+class JobLocation(BaseModel):
+    """The part of every flow's parameter model that says where its job folder is."""
+
+    destination: str
+    job: str
+    access: StorageAccess = Field(default_factory=StorageAccess)
 
 
 class RunStatus(BaseModel):
@@ -44,8 +55,8 @@ class JobStatus(BaseModel):
     job_dir: str | None
     host: str | None = Field(description="Host of the run's latest attempt, from the job folder.")
     attempt: int | None = Field(description="Attempt number recorded by the latest run in the job folder.")
-    chunks_done: int | None
-    chunks_total: int | None
+    items_done: int | None = Field(description="Items in the job's committed batches.")
+    items_total: int | None
     quarantined: int | None
     compute_units_spent: float | None = Field(
         default=None, description="Units every job at the job's destination spent, from its ledger.jsonl."
@@ -55,22 +66,16 @@ class JobStatus(BaseModel):
 
 
 def read_job_folder(job_location: str, access: StorageAccess) -> tuple[JobRecord, int, int]:
-    """The job record, the chunks done (recipes present) and the chunks quarantined."""
-    parent, job = split_job_location(job_location)
-    destination = open_destination(parent, access)
-    content = destination.read_job_file(job, JOB_RECORD_NAME)
-    if content is None:
+    """The job record, the items done (in committed batches) and the items quarantined."""
+    folder = open_job_location(job_location, access)
+    record = read_job_record(folder)
+    if record is None:
         raise CorruptOutputError(
             f"{job_location!r} holds no {JOB_RECORD_NAME}; give a job folder (<destination>/<job>) or a flow run id"
         )
-    try:
-        record = JobRecord.model_validate_json(content)
-    except ValidationError as error:
-        raise CorruptOutputError(f"{JOB_RECORD_NAME} of {job_location!r} is not a job record: {error}") from None
-    chunks = destination.key(job, "chunks")
-    done = sum(1 for info in destination.store.list(chunks) if info.key.endswith(RECIPE_SUFFIX))
-    quarantine = destination.read_job_file(job, QUARANTINE_NAME) or b""
-    return record, done, len(quarantine.splitlines())
+    results = open_job_folder(record.results, folder.job, access) if record.results else folder
+    quarantine = folder.read(QUARANTINE_NAME) or b""
+    return record, count_committed_items(results), len(quarantine.splitlines())
 
 
 def read_task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[TaskRun]:
@@ -94,7 +99,7 @@ def read_run(client: SyncPrefectClient, flow_run_id: UUID, worker_host: str | No
     the job folder, the worker's host comes from the run's process id (`HOST:PID` on process pools).
     """
     run = client.read_flow_run(flow_run_id)
-    batches = [task_run for task_run in read_task_runs(client, run.id) if task_run.name.startswith(BATCH_RUN_PREFIX)]
+    batches = [task_run for task_run in read_task_runs(client, run.id) if task_run.name.startswith(TASK_RUN_PREFIX)]
     if worker_host is None and run.infrastructure_pid:
         worker_host = run.infrastructure_pid.rpartition(":")[0] or None
     return RunStatus(
@@ -108,12 +113,18 @@ def read_run(client: SyncPrefectClient, flow_run_id: UUID, worker_host: str | No
 
 
 def job_location_of(run: FlowRun) -> tuple[str, StorageAccess] | None:
-    """The job folder (`<destination>/<job>`) and storage access a compress-chunks run was given."""
+    """The job folder (`<destination>/<job>`) and storage access a run of any kind's flow was given.
+
+    Every flow takes one `request` model with a `destination`, a `job` and an `access`.
+    """
+    request = run.parameters.get("request")
+    if not isinstance(request, dict):
+        return None
     try:
-        request = CompressJob.model_validate(run.parameters.get("request"))
+        located = JobLocation.model_validate(request)
     except ValidationError:
         return None
-    return f"{normalize_location(request.destination)}/{request.job}", request.access
+    return f"{normalize_location(located.destination)}/{located.job}", located.access
 
 
 def count_redone_batches(batch_runs: list[TaskRun]) -> int:
@@ -150,14 +161,14 @@ def job_status(
     if run is not None and client is not None:
         found = job_location_of(run)
         if found is None or not job_folder_exists(*found):
-            return JobStatus(job_dir=found[0] if found else None, host=None, attempt=None, chunks_done=None,
-                             chunks_total=None, quarantined=None, quota_units=quota, run=read_run(client, run.id))
+            return JobStatus(job_dir=found[0] if found else None, host=None, attempt=None, items_done=None,
+                             items_total=None, quarantined=None, quota_units=quota, run=read_run(client, run.id))
         target, access = found
     record, done, quarantined = read_job_folder(target, access)
     run_id = run.id if run is not None else UUID(record.flow_run_id) if record.flow_run_id else None
-    spent = spend(read_ledger(split_job_location(target)[0], access))
-    return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, chunks_done=done,
-                     chunks_total=record.chunks_total, quarantined=quarantined, compute_units_spent=spent,
+    spent = spend(read_ledger(open_job_location(target, access).destination, access))
+    return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, items_done=done,
+                     items_total=record.items_total, quarantined=quarantined, compute_units_spent=spent,
                      quota_units=quota, run=read_run(client, run_id, record.host) if client and run_id else None)
 
 
@@ -174,5 +185,4 @@ def read_flow_run(client: SyncPrefectClient | None, target: str) -> FlowRun | No
 
 def job_folder_exists(job_location: str, access: StorageAccess) -> bool:
     """Whether the job folder already holds its job record (a run that has not started has none)."""
-    parent, job = split_job_location(job_location)
-    return open_destination(parent, access).read_job_file(job, JOB_RECORD_NAME) is not None
+    return open_job_location(job_location, access).read(JOB_RECORD_NAME) is not None

@@ -64,7 +64,7 @@ def test_a_bad_chunk_fails_alone_and_the_rest_complete(sample_source: Path, tmp_
     (sample_source / "bad\x1bname.txt").write_bytes(b"x")
     report = run(sample_source, tmp_path / "out")
     assert report.compressed == 8
-    assert [failure.chunk_id for failure in report.failed] == ["bad\x1bname.txt"]
+    assert [failure.item_id for failure in report.failed] == ["bad\x1bname.txt"]
     assert "control character" in report.failed[0].reason
 
 
@@ -73,7 +73,7 @@ def test_a_deleted_output_is_reported_then_rebuilt_on_refresh(sample_source: Pat
     run(sample_source, tmp_path / "out")
     (tmp_path / "out" / "job" / "chunks" / "random.bin.gz").unlink()
     flagged = run(sample_source, tmp_path / "out")
-    assert [failure.chunk_id for failure in flagged.failed] == ["random.bin"]
+    assert [failure.item_id for failure in flagged.failed] == ["random.bin"]
     assert "rerun with --refresh-checkpoints" in flagged.failed[0].reason
     refreshed = run(sample_source, tmp_path / "out", refresh_checkpoints=True)
     assert (refreshed.compressed, refreshed.reused, refreshed.failed) == (1, 7, [])

@@ -9,9 +9,10 @@ from typing import BinaryIO
 
 from tasks.compression.codecs import IsalGzipCodec
 from tasks.compression.kind import compress_batch_with, prepare_job
-from tasks.engine.job_folder import open_destination
-from tasks.engine.models import ChunkFailure
+from tasks.engine.job_folder import job_folder
+from tasks.engine.models import ItemFailure
 from tasks.engine.planning import plan_job
+from tests.jobs import recipes_of
 
 GPU = "Stand-in GPU"
 
@@ -46,23 +47,23 @@ def test_a_gpu_batch_is_one_codec_call_and_recipes_say_where_each_chunk_ran(samp
     """A GPU codec gets a batch's in-memory chunks in one call; changed chunks fail alone; reruns skip the codec."""
     settings = prepare_job(str(tmp_path / "out"), "gpu", "cpu", 6)
     [batch] = plan_job([str(sample_source)], 100, 10**9).batches
-    changed = next(chunk for chunk in batch if chunk.chunk_id == "src/chunk_ids.py.txt")
+    changed = next(chunk for chunk in batch if chunk.item_id == "src/chunk_ids.py.txt")
     (sample_source / "src" / "chunk_ids.py.txt").write_text("edited after the plan")
     codec = BatchRecordingCodec()
-    destination = open_destination(settings.destination)
+    destination = job_folder(settings)
 
     result = compress_batch_with(batch, settings, codec, destination)  # type: ignore[arg-type]
 
     assert codec.calls == [len(batch) - 1]
-    assert [failure.chunk_id for failure in result.failures] == [changed.chunk_id]
-    assert isinstance(result.failures[0], ChunkFailure) and "changed while the job ran" in result.failures[0].reason
-    for recipe in result.recipes:
+    assert [failure.item_id for failure in result.failures] == [changed.item_id]
+    assert isinstance(result.failures[0], ItemFailure) and "changed while the job ran" in result.failures[0].reason
+    for recipe in recipes_of(result):
         assert recipe.device == (GPU if recipe.original_size >= 1024 else "cpu")
         assert recipe.codec == "stand-in-gpu"
         member = tmp_path / "out" / "gpu" / "chunks" / f"{recipe.chunk_id}.gz"
         assert subprocess.run(["gzip", "-t", str(member)]).returncode == 0
-    assert {recipe.device for recipe in result.recipes} == {GPU, "cpu"}
+    assert {recipe.device for recipe in recipes_of(result)} == {GPU, "cpu"}
 
     again = compress_batch_with(batch, settings, codec, destination)  # type: ignore[arg-type]
     assert codec.calls == [len(batch) - 1], "chunks already at the destination went to the codec again"
-    assert sorted(again.found_at_destination) == sorted(recipe.chunk_id for recipe in result.recipes)
+    assert sorted(again.found_at_destination) == sorted(recipe.chunk_id for recipe in recipes_of(result))

@@ -11,11 +11,12 @@ import pytest
 
 from blocks.compute_budget import ComputeBudget
 from flows.compress_chunks import compress_chunks
-from tasks.compression.models import BatchOutcome, JobReport
+from tasks.compression.models import JobReport
 from tasks.compression.nvcomp_codec import local_gpu_probe
 from tasks.compression.parameters import CompressJob
 from tasks.compression.restore import check_job
 from tasks.engine.ledger import read_ledger
+from tasks.engine.models import BatchOutcome
 from tasks.engine.spend import load_budget, quota_stop
 from tasks.engine.status import job_status
 from tasks.engine.telemetry import read_telemetry
@@ -47,7 +48,7 @@ def test_gpu_out_of_memory_is_in_the_error_tree_and_never_retried() -> None:
 
 def test_quota_stop_is_silent_without_a_quota_and_speaks_past_it() -> None:
     """No quota never stops; a spend projected past the quota returns the reason."""
-    outcomes = [BatchOutcome(chunk_ids=["a"], seconds=2.0)]
+    outcomes = [BatchOutcome(item_ids=["a"], seconds=2.0)]
     assert quota_stop(ComputeBudget(cpu_units_per_hour=COSTLY_CPU), 1e6, outcomes, 5, "cpu") is None
     tight = ComputeBudget(cpu_units_per_hour=COSTLY_CPU, quota_units=10)
     assert quota_stop(tight, 0.0, outcomes, 4, "cpu") is None
@@ -85,13 +86,13 @@ def test_a_tiny_quota_stops_early_and_a_larger_one_finishes_the_rest(sample_sour
     assert stopped.stopped_reason is not None and "compute-unit quota" in stopped.stopped_reason
     assert (stopped.compressed, stopped.batches_total, stopped.failed) == (3, 1, [])
     check = check_job(out / "job")
-    assert (check.chunks, check.problems) == (3, [])
+    assert (check.items, check.problems) == (3, [])
     status = job_status(str(out / "job"), None, budget=load_budget("colabflow-test-tiny"))
     assert status.quota_units == 0.001 and status.compute_units_spent == stopped.compute_units > 0
     finished = run(sample_source, out, compute_budget="colabflow-test-roomy")
     assert finished.stopped_reason is None
     assert (finished.compressed, finished.reused, finished.batches_reused) == (5, 3, 1)
-    assert (check_job(out / "job").chunks, check_job(out / "job").problems) == (8, [])
+    assert (check_job(out / "job").items, check_job(out / "job").problems) == (8, [])
 
 
 @pytest.mark.usefixtures("prefect_api")

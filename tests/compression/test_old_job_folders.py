@@ -60,4 +60,4 @@ def test_a_format_1_job_folder_resumes_through_its_recipes(sample_source: Path, 
     assert gz_digests(job_dir) == before
     assert (job_dir / "manifest.jsonl").read_bytes() == (OLD_JOB / "manifest.jsonl").read_bytes()
     check = check_job(str(job_dir))
-    assert (check.chunks, check.problems) == (8, [])
+    assert (check.items, check.problems) == (8, [])

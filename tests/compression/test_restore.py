@@ -43,7 +43,7 @@ def test_system_gzip_restores_every_member(job_dir: Path, sample_source: Path) -
 def test_verify_of_a_good_job_finds_nothing(job_dir: Path) -> None:
     """verify checks every manifest line and reports no problem."""
     check = check_job(job_dir)
-    assert (check.chunks, check.problems) == (8, [])
+    assert (check.items, check.problems) == (8, [])
 
 
 def damage(path: Path, change: str) -> None:
@@ -65,7 +65,7 @@ def test_a_damaged_member_is_named_and_never_restored(job_dir: Path, tmp_path: P
     """A corrupt, truncated or extended .gz names its chunk; no file appears under its name."""
     damage(job_dir / "chunks" / "logs" / "worker.jsonl.gz", change)
     check = check_job(job_dir, tmp_path / "restored")
-    assert [p.chunk_id for p in check.problems] == ["logs/worker.jsonl"]
+    assert [p.item_id for p in check.problems] == ["logs/worker.jsonl"]
     assert "chunk 'logs/worker.jsonl'" in check.problems[0].reason and message in check.problems[0].reason
     assert not (tmp_path / "restored" / "logs" / "worker.jsonl").exists()
     assert not list((tmp_path / "restored").rglob(".partial-*"))
@@ -75,7 +75,7 @@ def test_a_corrupt_recipe_is_named(job_dir: Path) -> None:
     """A recipe that is not JSON is reported for its chunk, with the fix."""
     (job_dir / "chunks" / "random.bin.recipe.json").write_text("{")
     check = check_job(job_dir)
-    assert [p.chunk_id for p in check.problems] == ["random.bin"]
+    assert [p.item_id for p in check.problems] == ["random.bin"]
     assert "is not a valid recipe" in check.problems[0].reason
 
 
@@ -86,7 +86,7 @@ def test_a_manifest_line_with_a_traversal_id_is_refused(job_dir: Path, tmp_path:
     with (job_dir / "manifest.jsonl").open("a") as manifest:
         manifest.write(json.dumps(line) + "\n")
     check = check_job(job_dir, tmp_path / "restored")
-    assert check.problems[0].chunk_id == "manifest line 9"
+    assert check.problems[0].item_id == "manifest line 9"
     assert "has the segment '..'" in check.problems[0].reason
     assert not (tmp_path / "escaped").exists()
 

@@ -72,7 +72,7 @@ def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, s
             if worker.poll() is None:
                 kill_machine(worker)
 
-    assert f"verified {CHUNKS} of {CHUNKS} chunks" in verify_with_cli(pool_env, destination / "chaos")
+    assert f"verified {CHUNKS} of {CHUNKS} items" in verify_with_cli(pool_env, destination / "chaos")
     manifest = (destination / "chaos" / "manifest.jsonl").read_bytes().splitlines()
     assert len(manifest) == len(set(manifest)) == CHUNKS
     for member in (tmp_path / "reference" / "chaos" / "chunks").glob("*.gz"):

@@ -23,8 +23,8 @@ from tasks.engine.fingerprints import (
     reuse_fingerprints,
     write_fingerprints,
 )
-from tasks.engine.job_folder import open_destination
-from tasks.engine.models import ChunkFingerprint, ChunkRef, JobPlan
+from tasks.engine.job_folder import open_job_folder
+from tasks.engine.models import ItemFingerprint, ItemRef, JobPlan
 from tasks.engine.planning import plan_job_with_cache
 from tasks.storage.stores import StorageAccess
 from tests.github_fake import serve_repository
@@ -37,8 +37,8 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fingerprint(uri: str, version: str | None) -> ChunkFingerprint:
-    return ChunkFingerprint(chunk_id=uri, uri=uri, size=3, version=version, sha256=SHA)
+def fingerprint(uri: str, version: str | None) -> ItemFingerprint:
+    return ItemFingerprint(item_id=uri, uri=uri, size=3, version=version, sha256=SHA)
 
 
 def test_a_file_changed_just_now_has_no_version_until_it_settles(tmp_path: Path) -> None:
@@ -67,10 +67,10 @@ def test_only_chunks_listed_with_the_cached_version_are_reused() -> None:
     """Same version: reused; another version, no version, or not cached: read again."""
     cache = cache_of([fingerprint("same", "v1"), fingerprint("changed", "v1"), fingerprint("unversioned", "v1")])
     refs = [
-        ChunkRef(chunk_id="same", uri="same", size=3, version="v1"),
-        ChunkRef(chunk_id="changed", uri="changed", size=3, version="v2"),
-        ChunkRef(chunk_id="unversioned", uri="unversioned", size=3, version=None),
-        ChunkRef(chunk_id="new", uri="new", size=3, version="v1"),
+        ItemRef(item_id="same", uri="same", size=3, version="v1"),
+        ItemRef(item_id="changed", uri="changed", size=3, version="v2"),
+        ItemRef(item_id="unversioned", uri="unversioned", size=3, version=None),
+        ItemRef(item_id="new", uri="new", size=3, version="v1"),
     ]
     known = reuse_fingerprints(refs, cache)
     assert list(known) == ["same"] and known["same"].sha256 == SHA and known["same"].version == "v1"
@@ -83,12 +83,12 @@ def test_chunks_without_a_version_stay_out_of_the_cache() -> None:
 
 def test_the_cache_round_trips_and_a_corrupt_one_reads_as_empty(tmp_path: Path) -> None:
     """Written then read gives the same cache; garbage in the file gives an empty cache, not an error."""
-    destination = open_destination(str(tmp_path))
+    folder = open_job_folder(str(tmp_path), "job")
     cache = cache_of([fingerprint("a", "v")])
-    write_fingerprints(destination, "job", cache)
-    assert read_fingerprints(destination, "job") == cache
+    write_fingerprints(folder, cache)
+    assert read_fingerprints(folder) == cache
     (tmp_path / "job" / FINGERPRINTS_NAME).write_text("{not json")
-    assert read_fingerprints(destination, "job") == FingerprintCache()
+    assert read_fingerprints(folder) == FingerprintCache()
 
 
 def settled(source: Path) -> bool:
@@ -106,13 +106,13 @@ def test_a_rerun_reads_only_changed_chunks_and_a_refresh_reads_all(sample_source
         return plan_job_with_cache([str(sample_source)], 3, 1 << 20, settings, refresh)
 
     first, second = plan(), plan()
-    assert (first.chunks_read, second.chunks_read) == (8, 0)
+    assert (first.items_read, second.items_read) == (8, 0)
     assert second.batches == first.batches
     (sample_source / "README.md").write_text("changed\n")
     third = plan()
-    assert third.chunks_read == 1
-    assert {chunk.chunk_id: chunk.sha256 for batch in third.batches for chunk in batch}["README.md"] == sha256_hex(b"changed\n")
-    assert plan(refresh=True).chunks_read == 8
+    assert third.items_read == 1
+    assert {chunk.item_id: chunk.sha256 for batch in third.batches for chunk in batch}["README.md"] == sha256_hex(b"changed\n")
+    assert plan(refresh=True).items_read == 8
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.engine.item_ids import validate_chunk_id
+from tasks.engine.item_ids import validate_item_id
 from tasks.errors import InvalidChunkError
 
 
@@ -11,7 +11,7 @@ from tasks.errors import InvalidChunkError
 )
 def test_accepts_ordinary_relative_paths(chunk_id: str) -> None:
     """Unicode, spaces, nesting, 255-byte folder names and 243-byte file names are valid ids."""
-    assert validate_chunk_id(chunk_id) == chunk_id
+    assert validate_item_id(chunk_id) == chunk_id
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ def test_accepts_ordinary_relative_paths(chunk_id: str) -> None:
         ("a\x7fb", "control character"),
         ("a//b", "has the segment ''"),
         ("./a", "has the segment '.'"),
-        ("", "chunk id is empty"),
+        ("", "item id is empty"),
         ("é" * 128 + "/a", "segment of 256 bytes"),
         ("x" * 244, "ends in a file name of 244 bytes; at most 243"),
         ("d/" + "é" * 122, "ends in a file name of 244 bytes"),
@@ -35,6 +35,6 @@ def test_accepts_ordinary_relative_paths(chunk_id: str) -> None:
 def test_rejects_unsafe_ids_with_a_specific_message(chunk_id: str, message: str) -> None:
     """Each unsafe id is rejected, and the message says what is wrong."""
     with pytest.raises(InvalidChunkError, match=None) as caught:
-        validate_chunk_id(chunk_id)
+        validate_item_id(chunk_id)
     assert message in str(caught.value)
     assert isinstance(caught.value, ValueError)

@@ -10,7 +10,6 @@ import pytest
 
 from blocks.compute_budget import ComputeBudget
 from tasks.compression.kind import prepare_job
-from tasks.compression.models import BatchOutcome
 from tasks.engine.ledger import (
     LEDGER_NAME,
     append_ledger,
@@ -21,6 +20,7 @@ from tasks.engine.ledger import (
     read_ledger,
     spend,
 )
+from tasks.engine.models import BatchOutcome
 from tasks.engine.spend import SpendRecorder
 from tasks.errors import CorruptOutputError
 from tasks.storage.stores import StorageAccess
@@ -136,11 +136,11 @@ def test_the_spend_recorder_writes_after_work_at_most_once_per_interval(tmp_path
     settings = prepare_job(str(tmp_path / "out"), "job", "cpu", 6)
     recorder = SpendRecorder(settings, ComputeBudget(), every=3600)
     ledger = tmp_path / "out" / "ledger.jsonl"
-    recorder.after_batch(BatchOutcome(chunk_ids=["a"], from_checkpoint=True))
+    recorder.after_batch(BatchOutcome(item_ids=["a"], from_checkpoint=True))
     assert not ledger.exists()
-    recorder.after_batch(BatchOutcome(chunk_ids=["a"]))
+    recorder.after_batch(BatchOutcome(item_ids=["a"]))
     first = ledger.read_bytes()
-    recorder.after_batch(BatchOutcome(chunk_ids=["b"]))
+    recorder.after_batch(BatchOutcome(item_ids=["b"]))
     assert ledger.read_bytes() == first
     final = recorder.final()
     assert ledger.read_bytes() != first and len(ledger.read_bytes().splitlines()) == 1

@@ -16,18 +16,20 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from flows.compress_chunks import compress_chunks
-from tasks.compression.kind import compress_batch, prepare_job, salvage_batch
+from tasks.compression.kind import JOB_KIND, compress_batch, prepare_job
 from tasks.compression.models import JobReport
 from tasks.compression.parameters import CompressJob
 from tasks.compression.restore import check_job
-from tasks.engine.checkpoints import BATCH_RUN_PREFIX
-from tasks.engine.item_attempts import CHUNK_ATTEMPTS, CHUNK_RETRY_SECONDS_VARIABLE
+from tasks.engine.batches import salvage_batch
+from tasks.engine.checkpoints import TASK_RUN_PREFIX
+from tasks.engine.item_attempts import ITEM_ATTEMPTS, ITEM_RETRY_SECONDS_VARIABLE
 from tasks.engine.planning import plan_job
 from tasks.errors import is_retryable
 from tasks.storage.github import DEFAULT_POLICY
 from tasks.storage.stores import StorageAccess
 from tests.conftest import make_chunks
 from tests.github_fake import git_sha, serve_repository
+from tests.jobs import recipes_of
 from tests.servers import server_environment, wait_until
 
 FILES = {f"data/part-{index}.txt": f"line {index}: the quick brown fox\n".encode() * 200 for index in range(4)}
@@ -37,8 +39,8 @@ BLOB_ATTEMPTS = DEFAULT_POLICY.attempts
 
 @pytest.fixture(autouse=True)
 def quick_chunk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks are still tried CHUNK_ATTEMPTS times, without the seconds between tries."""
-    monkeypatch.setenv(CHUNK_RETRY_SECONDS_VARIABLE, "0")
+    """Chunks are still tried ITEM_ATTEMPTS times, without the seconds between tries."""
+    monkeypatch.setenv(ITEM_RETRY_SECONDS_VARIABLE, "0")
 
 
 class FlakyBlob:
@@ -79,7 +81,7 @@ def batch_run_counts(flow_run_id: UUID) -> list[int]:
     def finished_batches() -> list[int]:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        batches = [run for run in runs if run.name.startswith(BATCH_RUN_PREFIX)]
+        batches = [run for run in runs if run.name.startswith(TASK_RUN_PREFIX)]
         done = batches and all(run.state is not None and run.state.is_final() for run in batches)
         return [run.run_count for run in batches] if done else []
 
@@ -92,7 +94,7 @@ def test_a_blob_that_always_answers_503_is_quarantined_alone(httpserver: HTTPSer
     blob = FlakyBlob(FILES[POISON])
     repository = poisoned_repository(httpserver, blob)
     env = server_environment(tmp_path / "client-home", os.environ["PREFECT_API_URL"])
-    env[CHUNK_RETRY_SECONDS_VARIABLE] = "0"
+    env[ITEM_RETRY_SECONDS_VARIABLE] = "0"
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "compress", f"github://{repository}@main/data", str(tmp_path / "out"),
          "--job", "gh", "--github-api-url", httpserver.url_for("/"), "--batch-size", "2", "--json"],
@@ -102,7 +104,7 @@ def test_a_blob_that_always_answers_503_is_quarantined_alone(httpserver: HTTPSer
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert (report["chunks_total"], report["compressed"]) == (4, 3)
     [failure] = report["failed"]
-    assert failure["chunk_id"] == "part-2.txt"
+    assert failure["item_id"] == "part-2.txt"
     assert "GitHub answered 503" in failure["reason"] and "its store's retries ran out" in failure["reason"]
     assert blob.requests == BLOB_ATTEMPTS
     quarantine = (tmp_path / "out" / "gh" / "quarantine.jsonl").read_text().splitlines()
@@ -123,7 +125,7 @@ def test_a_chunk_that_fails_inside_its_batch_fails_alone_and_a_rerun_redoes_it(
     source = f"github://{repository}@main/data"
 
     first = run_job(source, tmp_path / "out", access, batch_size=10)
-    assert (first.compressed, first.batches_total, [failure.chunk_id for failure in first.failed]) == (3, 1, ["part-2.txt"])
+    assert (first.compressed, first.batches_total, [failure.item_id for failure in first.failed]) == (3, 1, ["part-2.txt"])
     assert "its store's retries ran out" in first.failed[0].reason
     assert blob.requests == 1 + BLOB_ATTEMPTS
     assert len((tmp_path / "out" / "job" / "manifest.jsonl").read_text().splitlines()) == 3
@@ -146,7 +148,7 @@ def test_a_name_too_long_for_its_recipe_fails_alone_without_batch_retries(tmp_pa
     state = compress_chunks(request, return_state=True)
     report = state.result()
     assert isinstance(report, JobReport)
-    assert report.compressed == 3 and [failure.chunk_id for failure in report.failed] == [long_name]
+    assert report.compressed == 3 and [failure.item_id for failure in report.failed] == [long_name]
     reason = report.failed[0].reason
     assert long_name in reason and re.search(r"too long|bytes", reason), reason
     assert "times the same way" not in reason
@@ -162,9 +164,9 @@ def test_a_chunk_replaced_by_a_directory_after_planning_fails_at_once_inside_its
     (source / "part-00001.txt").unlink()
     (source / "part-00001.txt").mkdir()
     result = compress_batch(batch, prepare_job(str(tmp_path / "out"), "job", "cpu", 6))
-    assert sorted(recipe.chunk_id for recipe in result.recipes) == ["part-00000.txt", "part-00002.txt"]
+    assert sorted(recipe.chunk_id for recipe in recipes_of(result)) == ["part-00000.txt", "part-00002.txt"]
     [failure] = result.failures
-    assert failure.chunk_id == "part-00001.txt" and "IsADirectoryError" in failure.reason
+    assert failure.item_id == "part-00001.txt" and "IsADirectoryError" in failure.reason
     assert "not retried" in failure.reason
 
 
@@ -175,11 +177,11 @@ def test_a_chunk_whose_read_fails_while_planning_fails_alone(tmp_path: Path) -> 
     source = make_chunks(tmp_path / "source", 3, 1000)
     (source / "unreadable.bin").symlink_to("/proc/self/mem")
     report = run_job(str(source), tmp_path / "out")
-    assert report.compressed == 3 and [failure.chunk_id for failure in report.failed] == ["unreadable.bin"]
+    assert report.compressed == 3 and [failure.item_id for failure in report.failed] == ["unreadable.bin"]
     assert "Input/output error" in report.failed[0].reason
-    assert f"failed {CHUNK_ATTEMPTS} times the same way" in report.failed[0].reason
+    assert f"failed {ITEM_ATTEMPTS} times the same way" in report.failed[0].reason
     quarantine = (tmp_path / "out" / "job" / "quarantine.jsonl").read_text().splitlines()
-    assert [json.loads(line)["chunk_id"] for line in quarantine] == ["unreadable.bin"]
+    assert [json.loads(line)["item_id"] for line in quarantine] == ["unreadable.bin"]
 
 
 @pytest.mark.parametrize("code", [errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.ENOENT])
@@ -200,9 +202,9 @@ def test_a_failed_batch_keeps_the_chunks_that_reached_the_destination(tmp_path: 
     [batch] = plan_job([str(make_chunks(tmp_path / "source", 3, 1000))], 10, 10**9).batches
     compress_batch(batch, settings)
     (tmp_path / "out" / "job" / "chunks" / "part-00001.txt.recipe.json").unlink()
-    result = salvage_batch(batch, settings, "the codec crashed")
-    assert sorted(recipe.chunk_id for recipe in result.recipes) == ["part-00000.txt", "part-00002.txt"]
+    result = salvage_batch(JOB_KIND, batch, settings, "the codec crashed")
+    assert sorted(recipe.chunk_id for recipe in recipes_of(result)) == ["part-00000.txt", "part-00002.txt"]
     assert result.found_at_destination == []
-    assert [(failure.chunk_id, failure.reason) for failure in result.failures] == [
-        ("part-00001.txt", "chunk 'part-00001.txt': its batch failed: the codec crashed")
+    assert [(failure.item_id, failure.reason) for failure in result.failures] == [
+        ("part-00001.txt", "item 'part-00001.txt': its batch failed: the codec crashed")
     ]

@@ -13,7 +13,7 @@ from tests.conftest import SAMPLE
 def test_ids_are_posix_paths_relative_to_the_source_root() -> None:
     """Listing the sample gives relative POSIX ids, Unicode and spaces included."""
     refs, failures = list_sources([str(SAMPLE)])
-    ids = {ref.chunk_id for ref in refs}
+    ids = {ref.item_id for ref in refs}
     assert "données brutes/résumé été.txt" in ids
     assert "src/callback.py.txt" in ids
     assert failures == []
@@ -31,7 +31,7 @@ def test_a_list_of_files_uses_their_names_as_ids(tmp_path: Path) -> None:
     """Single files contribute their base name; bytes read back through the URI."""
     (tmp_path / "a.txt").write_bytes(b"alpha")
     refs, _ = list_sources([str(tmp_path / "a.txt")])
-    assert [ref.chunk_id for ref in refs] == ["a.txt"]
+    assert [ref.item_id for ref in refs] == ["a.txt"]
     assert read_chunk(refs[0].uri) == b"alpha"
 
 
@@ -54,7 +54,7 @@ def test_a_file_with_a_control_character_fails_alone(tmp_path: Path) -> None:
     (tmp_path / "good.txt").write_bytes(b"ok")
     (tmp_path / "bad\x01name.txt").write_bytes(b"bad")
     refs, failures = list_sources([str(tmp_path)])
-    assert [ref.chunk_id for ref in refs] == ["good.txt"]
+    assert [ref.item_id for ref in refs] == ["good.txt"]
     assert len(failures) == 1
     assert "control character" in failures[0].reason
 

@@ -18,7 +18,7 @@ from tasks.errors import InvalidParameterError
 
 
 def batch_run(name: str, attempt: int, state: str) -> TaskRun:
-    return TaskRun(name=name, task_key="compress-batch", dynamic_key="0", flow_run_run_count=attempt, state_name=state)
+    return TaskRun(name=name, task_key="batches", dynamic_key="0", flow_run_run_count=attempt, state_name=state)
 
 
 def test_a_batch_run_again_in_a_later_attempt_counts_as_redone() -> None:
@@ -50,7 +50,7 @@ def test_a_flow_run_id_shows_the_chunks_and_the_host_of_its_job(sample_source: P
     with get_client(sync_client=True) as client:
         status = job_status(flow_run_id, client)
     assert status.job_dir == f"{out}/job"
-    assert (status.chunks_done, status.chunks_total, status.quarantined) == (8, 8, 0)
+    assert (status.items_done, status.items_total, status.quarantined) == (8, 8, 0)
     assert status.host and status.run is not None and status.run.worker_host == status.host
     assert (status.run.flow_run_id, status.run.state, status.run.batches_started) == (flow_run_id, "Completed", 3)
 

@@ -73,7 +73,7 @@ def test_a_job_on_drive_resumes_from_drive_and_verifies_there(
         assert len(names) == len(set(names)), "a name appears twice in one Drive folder"
 
         verify = run("verify", job, "--drive", block, env=env)
-        assert verify.returncode == 0 and "verified 8 of 8 chunks" in verify.stdout, verify.stderr
+        assert verify.returncode == 0 and "verified 8 of 8 items" in verify.stdout, verify.stderr
         restored = tmp_path / "restored"
         assert run("restore", job, str(restored), "--drive", block, env=env).returncode == 0
         for original in sample_source.rglob("*"):

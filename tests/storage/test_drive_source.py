@@ -49,11 +49,11 @@ def test_a_drive_folder_is_listed_and_read_as_chunks(drive: FakeDrive, access: S
     expected = corpus(drive)
     with caplog.at_level(logging.WARNING, logger="colabflow.drive"):
         refs, failures = list_sources([f"gdrive://{drive.root}/corpus"], access)
-    assert [(ref.chunk_id, ref.size) for ref in refs] == [(key, len(value)) for key, value in sorted(expected.items())]
+    assert [(ref.item_id, ref.size) for ref in refs] == [(key, len(value)) for key, value in sorted(expected.items())]
     assert refs[0].uri == f"gdrive://{drive.root}/corpus/a.txt"
-    assert {ref.chunk_id: read_chunk(ref.uri, access) for ref in refs} == expected
+    assert {ref.item_id: read_chunk(ref.uri, access) for ref in refs} == expected
     assert "skipping corpus/notes: a Google Docs/Sheets/Slides file (application/vnd.google-apps.document)" in caplog.text
-    assert [failure.chunk_id for failure in failures] == ["bad\nname"]
+    assert [failure.item_id for failure in failures] == ["bad\nname"]
 
 
 def test_drive_and_local_sources_mix_in_one_job(drive: FakeDrive, access: StorageAccess, tmp_path: Path) -> None:
@@ -62,9 +62,9 @@ def test_drive_and_local_sources_mix_in_one_job(drive: FakeDrive, access: Storag
     (tmp_path / "local.txt").write_bytes(b"local")
     (tmp_path / "a.txt").write_bytes(b"clash")
     refs, failures = list_sources([f"gdrive://{drive.root}/corpus", str(tmp_path)], access)
-    assert "local.txt" in [ref.chunk_id for ref in refs]
-    assert next(ref for ref in refs if ref.chunk_id == "a.txt").uri.startswith("gdrive://")
-    assert [failure.chunk_id for failure in failures if "unique within a job" in failure.reason] == ["a.txt"]
+    assert "local.txt" in [ref.item_id for ref in refs]
+    assert next(ref for ref in refs if ref.item_id == "a.txt").uri.startswith("gdrive://")
+    assert [failure.item_id for failure in failures if "unique within a job" in failure.reason] == ["a.txt"]
 
 
 def test_a_google_doc_named_as_the_source_is_no_source(drive: FakeDrive, access: StorageAccess) -> None:

@@ -209,13 +209,13 @@ def test_gs_sources_list_a_prefix_or_one_object_and_read_chunks(
     store.write_bytes(f"{prefix}/in/a.txt", b"a")
     store.write_bytes(f"{prefix}/in/sub/b.txt", b"bb")
     refs, failures = list_sources([f"gs://{BUCKET}/{prefix}/in"])
-    assert failures == [] and [(ref.chunk_id, ref.size) for ref in refs] == [("a.txt", 1), ("sub/b.txt", 2)]
+    assert failures == [] and [(ref.item_id, ref.size) for ref in refs] == [("a.txt", 1), ("sub/b.txt", 2)]
     assert read_chunk(refs[1].uri) == b"bb"
     single, _ = list_sources([f"gs://{BUCKET}/{prefix}/in/sub/b.txt"])
-    assert [ref.chunk_id for ref in single] == ["b.txt"]
+    assert [ref.item_id for ref in single] == ["b.txt"]
     store.write_bytes(f"{prefix}/odd/what?#100%.txt", b"odd")
     odd, _ = list_sources([f"gs://{BUCKET}/{prefix}/odd"])
-    assert [ref.chunk_id for ref in odd] == ["what?#100%.txt"] and read_chunk(odd[0].uri) == b"odd"
+    assert [ref.item_id for ref in odd] == ["what?#100%.txt"] and read_chunk(odd[0].uri) == b"odd"
 
 
 ACCESS_TOKEN = "ya29.colabflow-test-access-token"

@@ -110,13 +110,13 @@ def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_p
                                 env=machine(tmp_path / "v", STORAGE_EMULATOR_HOST=emulator),
                                 capture_output=True, text=True, timeout=300)
         assert verify.returncode == 0, verify.stderr
-        assert f"verified {chunks} of {chunks} chunks" in verify.stdout
+        assert f"verified {chunks} of {chunks} items" in verify.stdout
         status = subprocess.run([COLABFLOW, "status", f"gs://{BUCKET}/jobs/remote", "--offline"],
                                 env=machine(tmp_path / "s", STORAGE_EMULATOR_HOST=emulator),
                                 capture_output=True, text=True, timeout=300)
         assert status.returncode == 0, status.stderr
         summary = json.loads(status.stdout)
-        assert (summary["chunks_done"], summary["chunks_total"], summary["quarantined"]) == (chunks, chunks, 0)
+        assert (summary["items_done"], summary["items_total"], summary["quarantined"]) == (chunks, chunks, 0)
 
 
 def count(drive: FakeDrive, wanted: Callable[[str], bool]) -> int:
@@ -159,6 +159,6 @@ def test_a_job_killed_on_one_machine_finishes_on_another_from_google_drive(tmp_p
         lines = second.stdout.strip().splitlines()
         assert_resumed(json.loads(next(line for line in lines if line.startswith("{"))), chunks, done_at_kill,
                        checkpointed)
-        assert f"verified {chunks} of {chunks} chunks" in lines[-1], second.stdout[-2000:]
+        assert f"verified {chunks} of {chunks} items" in lines[-1], second.stdout[-2000:]
         names = Counter((tuple(item.parents), item.name) for item in drive.files.values() if not item.trashed)
         assert [name for name, seen in names.items() if seen > 1] == [], "a name appears twice in one Drive folder"
