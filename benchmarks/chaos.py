@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from tasks.compression.outputs import RECIPE_SUFFIX
-from tasks.engine.checkpoints import TASK_RUN_PREFIX
 from tests.conftest import make_chunks
 from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
 from tests.servers import prefect_server, server_environment, wait_until
@@ -236,6 +235,8 @@ def batch_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Any]:
     """Every batch task run (task unit) of the run, page by page: one read returns at most 200."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
+
+    from tasks.engine.checkpoints import TASK_RUN_PREFIX  # imports Prefect: only once its API URL is set
 
     runs: list[Any] = []
     of_the_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))

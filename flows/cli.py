@@ -11,17 +11,19 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from deployments.durations import parse_duration
 from tasks.compression.codecs import require_codec
 from tasks.compression.parameters import CompressJob
-from tasks.compression.restore import check_job
 from tasks.engine.parameters import GitHubDispatchCallback, WebhookCallback
-from tasks.engine.verify import JobCheck, verify_job
 from tasks.errors import ColabflowError
 from tasks.storage.stores import StorageAccess
+
+if TYPE_CHECKING:
+    from tasks.engine.verify import JobCheck
 
 # A first run on an empty PREFECT_HOME migrates the database before the temporary server
 # answers; Prefect's default 20 s wait is too short for that on a small machine.
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
     compress.add_argument("--batch-size", type=int, default=256, help="most chunks per batch (default 256)")
     compress.add_argument("--batch-bytes", type=int, default=64 * 1024 * 1024, help="most bytes per batch")
+    compress.add_argument("--task-runs", type=int, default=64, help="most task runs the batches are spread over (default 64)")
     compress.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
     compress.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block: unit rates and quota")
     compress.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
@@ -119,7 +122,7 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
         source=arguments.source, destination=arguments.destination, results=arguments.results,
         access=access_from(arguments), job=arguments.job,
         codec=arguments.codec, level=arguments.level, batch_size=arguments.batch_size,
-        batch_bytes=arguments.batch_bytes, callback=callback,
+        batch_bytes=arguments.batch_bytes, task_runs=arguments.task_runs, callback=callback,
         refresh_checkpoints=arguments.refresh_checkpoints, compute_budget=arguments.compute_budget,
     )
 
@@ -137,6 +140,20 @@ def run_compress(arguments: argparse.Namespace) -> int:
     if report.stopped_reason is not None:
         print(f"stopped: {report.stopped_reason}", file=sys.stderr)
     return 1 if report.failed or report.stopped_reason is not None else 0
+
+
+def run_check(arguments: argparse.Namespace, out_dir: Path | None, verb: str) -> int:
+    """`restore` (compression's) or `verify` (every kind's, through its job record).
+
+    Imported here, after `main` set the logging environment: the job record's module imports
+    Prefect, whose settings are read once, at import.
+    """
+    from tasks.compression.restore import check_job
+    from tasks.engine.verify import verify_job
+
+    access = access_from(arguments)
+    check = check_job(arguments.job_dir, out_dir, access) if out_dir else verify_job(arguments.job_dir, access)
+    return print_check(check, verb)
 
 
 def print_check(check: JobCheck, verb: str) -> int:
@@ -217,8 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command in COMMANDS:
             return COMMANDS[arguments.command](arguments)
         if arguments.command == "restore":
-            return print_check(check_job(arguments.job_dir, arguments.out_dir, access_from(arguments)), "restored")
-        return print_check(verify_job(arguments.job_dir, access_from(arguments)), "verified")
+            return run_check(arguments, arguments.out_dir, "restored")
+        return run_check(arguments, None, "verified")
     except ValidationError as error:
         for problem in error.errors():
             field = ".".join(str(part) for part in problem["loc"]) or "parameters"

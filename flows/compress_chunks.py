@@ -32,7 +32,7 @@ def compress_chunks(request: CompressJob) -> JobReport:
     spent_before = read_spend_task(settings)
     plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints)
     record_job_task(settings, unwalked(plan))
-    outcomes, stopped = run_batches(plan, settings, request.refresh_checkpoints, spend, spent_before)
+    outcomes, stopped = run_batches(plan, settings, request.refresh_checkpoints, spend, spent_before, request.task_runs)
     manifest = write_manifest_task(settings, unwalked(finished_outputs(outcomes)))
     spent = spend.final()
     report = compression_report(summarize_run(settings, plan, outcomes, manifest, spent.recorded_at, spent, stopped))

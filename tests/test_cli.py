@@ -138,3 +138,10 @@ def test_a_fresh_machine_runs_on_the_embedded_temporary_server(sample_source: Pa
     result = colabflow("compress", str(sample_source), str(tmp_path / "out"), "--job", "first", "--json", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert last_json_line(result.stdout)["compressed"] == 8
+
+
+def test_the_command_module_imports_no_prefect_before_main_sets_its_environment() -> None:
+    """Prefect reads its settings once, at import: `main` must set PREFECT_LOGGING_EXTRA_LOGGERS first."""
+    probe = "import sys, flows.cli; print(sorted(name for name in sys.modules if name.split('.')[0] == 'prefect'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -41,6 +41,10 @@ class CompressJob(BaseModel):
     batch_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="Most bytes in one batch (one oversized chunk still runs alone)."
     )
+    task_runs: int = Field(
+        default=64, ge=1, le=10_000,
+        description="Most task runs the batches are spread over; each carries its share and commits every batch alone.",
+    )
     callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
     refresh_checkpoints: bool = Field(
         default=False, description="Ignore saved batch checkpoints and check every chunk again."

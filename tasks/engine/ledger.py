@@ -15,13 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.compute_budget import ComputeBudget
 from tasks.engine.models import parse_json_lines
-from tasks.errors import DestinationError
 from tasks.gpu.devices import gpu_class_of
 from tasks.storage.places import open_place
+from tasks.storage.shared_files import update_object
 from tasks.storage.stores import StorageAccess, read_optional
 
 LEDGER_NAME = "ledger.jsonl"
-_WRITE_ATTEMPTS = 3
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 
 
@@ -79,21 +78,20 @@ def _with_entry(entries: list[LedgerEntry], entry: LedgerEntry) -> list[LedgerEn
 def append_ledger(destination: str, access: StorageAccess, entry: LedgerEntry) -> None:
     """Record the entry, replacing an earlier one with the same (job, flow run, attempt).
 
-    The file is rewritten whole (stores cannot append) and read back: when another job's write
-    replaced ours in between, the entry is written again, up to a few times.
+    The ledger is shared by every job at the destination, so the change goes through the store's
+    guard against concurrent writers (tasks/storage/shared_files.py): no other job's line is lost.
     """
     place = open_place(destination, access)
     store, key = place.writable("destination"), place.key(LEDGER_NAME)
+
+    def with_entry(content: bytes | None) -> bytes | None:
+        entries = parse_ledger(content or b"", place.uri(key))
+        if entry in entries:
+            return None
+        return b"".join(item.model_dump_json().encode() + b"\n" for item in _with_entry(entries, entry))
+
     with _FILE_LOCKS.setdefault(place.uri(key), threading.Lock()):
-        for _ in range(_WRITE_ATTEMPTS):
-            entries = parse_ledger(read_optional(store, key) or b"", place.uri(key))
-            if entry in entries:
-                return
-            store.write_bytes(key, b"".join(item.model_dump_json().encode() + b"\n" for item in _with_entry(entries, entry)))
-    raise DestinationError(
-        f"could not record job {entry.job!r} in {place.uri(key)}: other jobs kept rewriting it; "
-        "the job's work is done, so rerun it later to record its cost"
-    )
+        update_object(store, key, with_entry)
 
 
 def spend(entries: Iterable[LedgerEntry]) -> float:

@@ -17,7 +17,7 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from tasks.engine.artifacts import ProgressArtifact
-from tasks.engine.batches import run_batch, salvage_batch, task_units
+from tasks.engine.batches import MAX_TASK_RUNS, run_batch, salvage_batch, task_units
 from tasks.engine.checkpoints import (
     TASK_RUN_PREFIX,
     batch_checkpoint_key,
@@ -126,15 +126,17 @@ def _after_unit_failure(batch: list[ItemFingerprint], settings: JobSettings, mes
 
 def run_batches(
     plan: JobPlan, settings: JobSettings, refresh: bool, spend: SpendRecorder, spent_before: float,
+    max_task_runs: int = MAX_TASK_RUNS,
 ) -> tuple[list[BatchOutcome], str | None]:
     """Every batch of the plan, unit by unit, until the quota would be passed; returns why it stopped early.
 
-    `spend` keeps the attempt's ledger line current; `spent_before` is what the ledger held before.
+    `spend` keeps the attempt's ledger line current; `spent_before` is what the ledger held before;
+    the batches are spread over at most `max_task_runs` task runs.
     """
     progress = ProgressArtifact(settings.job, len(plan.batches))
     budget = spend.budget
     outcomes: list[BatchOutcome] = []
-    for unit in task_units(len(plan.batches)):
+    for unit in task_units(len(plan.batches), max_task_runs):
         stopped = quota_stop(budget, spent_before, outcomes, len(plan.batches) - unit.start, settings.device)
         if stopped is not None:
             get_run_logger().warning("job %s: %s", settings.job, stopped)

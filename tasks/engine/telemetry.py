@@ -1,20 +1,25 @@
-"""Device telemetry per batch: a Prefect event plus one line in `<job>/telemetry.jsonl`.
+"""Device telemetry per batch: a Prefect event plus one line in the job's `telemetry/` segments.
 
-After each batch the worker reads its device (tasks/gpu/readings.py). Each reading, with the batch's figures, goes out as
-the Prefect event `colabflow.batch.completed` and is appended to `<job>/telemetry.jsonl` at the
-destination. Object stores cannot append, so the small file is rewritten whole (atomically, and
-synced on local disks) before the call returns: the last reading before a crash survives it.
+After each batch the worker reads its device (tasks/gpu/readings.py). Each reading, with the
+batch's figures, goes out as the Prefect event `colabflow.batch.completed` and is added to
+`<job>/telemetry/<writer>-<n>.jsonl`. Every process (every attempt) writes its own segments,
+so no two writers share a file, and a segment holds at most `SEGMENT_LINES` lines, so writing
+it whole after each batch stays linear in the job's length. The write is atomic (and synced on
+local disks) before the call returns: the last reading before a crash survives it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from prefect.events import emit_event
 from prefect.runtime import flow_run as current_flow_run
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from tasks.engine.models import parse_json_lines
 from tasks.gpu.readings import DeviceReading
@@ -22,18 +27,31 @@ from tasks.storage.places import open_place
 from tasks.storage.stores import StorageAccess, read_optional
 
 EVENT = "colabflow.batch.completed"
-TELEMETRY_NAME = "telemetry.jsonl"
+TELEMETRY_DIR = "telemetry"
+LEGACY_TELEMETRY_NAME = "telemetry.jsonl"  # one file per job, rewritten whole, before segments
+SEGMENT_LINES = 64
 EmitEvent = Callable[..., object]
 
-_FILE_LOCKS: dict[str, threading.Lock] = {}  # one per file: batches of a job may finish together
+
+@dataclass
+class _Segment:
+    """The segment a process is filling: its number and its lines so far."""
+
+    number: int = 0
+    lines: list[bytes] = field(default_factory=list)
+
+
+_WRITER = f"{time.time_ns():x}-{os.getpid()}"  # each process writes its own segments: no shared file
+_SEGMENTS: dict[str, _Segment] = {}
+_SEGMENT_LOCK = threading.Lock()  # batches of a job may finish together
 
 
 class BatchTelemetry(DeviceReading):
-    """One line of `<job>/telemetry.jsonl`: a reading and the batch it followed."""
+    """One telemetry line: a reading and the batch it followed."""
 
     job: str
     batch_index: int = Field(ge=0)
-    chunks: int = Field(ge=0)
+    items: int = Field(ge=0, validation_alias=AliasChoices("items", "chunks"), description="Items the batch did.")
     bytes_in: int = Field(ge=0)
     bytes_out: int = Field(ge=0)
     seconds: float = Field(ge=0)
@@ -41,22 +59,36 @@ class BatchTelemetry(DeviceReading):
 
 
 def batch_telemetry(
-    reading: DeviceReading, job: str, batch_index: int, chunks: int, bytes_in: int, bytes_out: int, seconds: float
+    reading: DeviceReading, job: str, batch_index: int, items: int, bytes_in: int, bytes_out: int, seconds: float
 ) -> BatchTelemetry:
     """A reading joined with its batch's figures."""
     mb_s = round(bytes_in / 1e6 / seconds, 3) if seconds > 0 else 0.0
     return BatchTelemetry(
-        **reading.model_dump(), job=job, batch_index=batch_index, chunks=chunks, bytes_in=bytes_in,
+        **reading.model_dump(), job=job, batch_index=batch_index, items=items, bytes_in=bytes_in,
         bytes_out=bytes_out, seconds=round(seconds, 6), mb_s=mb_s,
     )
 
 
+def segment_name(writer: str, number: int) -> str:
+    """A segment's name below the job folder."""
+    return f"{TELEMETRY_DIR}/{writer}-{number:06d}.jsonl"
+
+
 def append_telemetry(destination: str, access: StorageAccess, telemetry: BatchTelemetry) -> None:
-    """Add the line to `<job>/telemetry.jsonl` at the destination; it is stored when this returns."""
+    """Add the line to this process's current segment of `<job>/telemetry/`; it is stored when this returns.
+
+    Stores cannot append, so the segment is written whole, from memory: at most
+    `SEGMENT_LINES` lines each time, so a job of n batches writes O(n) bytes, not O(n²).
+    """
     place = open_place(destination, access)
-    store, key = place.writable("destination"), place.key(telemetry.job, TELEMETRY_NAME)
-    with _FILE_LOCKS.setdefault(place.uri(key), threading.Lock()):
-        store.write_bytes(key, (read_optional(store, key) or b"") + telemetry.model_dump_json().encode() + b"\n")
+    store = place.writable("destination")
+    job_key = place.key(telemetry.job)
+    with _SEGMENT_LOCK:
+        segment = _SEGMENTS.setdefault(place.uri(job_key), _Segment())
+        if len(segment.lines) == SEGMENT_LINES:
+            segment.number, segment.lines = segment.number + 1, []
+        segment.lines.append(telemetry.model_dump_json().encode() + b"\n")
+        store.write_bytes(place.key(telemetry.job, segment_name(_WRITER, segment.number)), b"".join(segment.lines))
 
 
 def record_batch_telemetry(
@@ -85,10 +117,14 @@ def parse_telemetry(content: bytes, where: str) -> list[BatchTelemetry]:
 
 
 def read_telemetry(destination: str, access: StorageAccess, job: str) -> list[BatchTelemetry]:
-    """The job's telemetry lines, oldest first; none when the job has no file yet."""
+    """The job's telemetry lines, oldest first, from every segment and any `telemetry.jsonl` of older versions."""
     place = open_place(destination, access)
-    key = place.key(job, TELEMETRY_NAME)
-    return parse_telemetry(read_optional(place.store, key) or b"", place.uri(key))
+    legacy = place.key(job, LEGACY_TELEMETRY_NAME)
+    lines = parse_telemetry(read_optional(place.store, legacy) or b"", place.uri(legacy))
+    for info in place.store.list(place.key(job, TELEMETRY_DIR)):
+        if info.key.endswith(".jsonl"):
+            lines += parse_telemetry(read_optional(place.store, info.key) or b"", place.uri(info.key))
+    return sorted(lines, key=lambda line: line.time)
 
 
 class DeviceSummary(BaseModel):
@@ -97,7 +133,7 @@ class DeviceSummary(BaseModel):
     device_kind: Literal["gpu", "cpu"]
     device_name: str
     batches: int
-    chunks: int
+    items: int
     bytes_in: int
     bytes_out: int
     seconds: float
@@ -127,7 +163,7 @@ def _summarize_device(lines: list[BatchTelemetry]) -> DeviceSummary:
     utilization = [line.utilization_percent for line in lines if line.utilization_percent is not None]
     return DeviceSummary(
         device_kind=lines[0].device_kind, device_name=lines[0].device_name, batches=len(lines),
-        chunks=sum(line.chunks for line in lines), bytes_in=bytes_in, bytes_out=sum(line.bytes_out for line in lines),
+        items=sum(line.items for line in lines), bytes_in=bytes_in, bytes_out=sum(line.bytes_out for line in lines),
         seconds=round(seconds, 3), mb_s=round(bytes_in / 1e6 / seconds, 3) if seconds > 0 else 0.0,
         peak_memory_used_bytes=_peak(line.memory_used_bytes for line in lines),
         peak_memory_reserved_bytes=_peak(line.memory_reserved_bytes for line in lines),
@@ -157,7 +193,7 @@ def _device_row(device: DeviceSummary) -> str:
     utilization = "–" if device.mean_utilization_percent is None else f"{device.mean_utilization_percent:.1f} %"
     temperature = "–" if device.max_temperature_c is None else f"{device.max_temperature_c:.0f} °C"
     return (
-        f"| {device.device_name} ({device.device_kind}) | {device.batches} | {device.chunks} | "
+        f"| {device.device_name} ({device.device_kind}) | {device.batches} | {device.items} | "
         f"{device.bytes_in / 1e6:.1f} | {device.mb_s:.1f} | {memory} | {_gib(device.memory_total_bytes)} | "
         f"{utilization} | {temperature} |"
     )
@@ -169,7 +205,7 @@ def render_telemetry_markdown(job: str, summary: TelemetrySummary) -> str:
         return f"## Devices\n\nNo batch telemetry was recorded for job `{job}`.\n"
     header = [
         f"## Devices of job `{job}`", "",
-        "| device | batches | chunks | MB in | MB/s | peak memory | memory total | mean utilisation | max temperature |",
+        "| device | batches | items | MB in | MB/s | peak memory | memory total | mean utilisation | max temperature |",
         "|---|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     note = (

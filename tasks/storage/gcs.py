@@ -193,6 +193,34 @@ class GcsStore:
             return
         raise RemoteUnavailableError(f"{uri} keeps changing under another writer; retry once it is idle")
 
+    def update(self, key: str, change: Callable[[bytes | None], bytes | None], attempts: int = 8) -> None:
+        """Read-modify-write that carries the generation it read as the write's precondition.
+
+        `change` gets the current bytes (None when absent) and returns the new ones, or None to
+        leave the object as it is. When another writer got in between (412), the object is read
+        again and `change` applied to what that writer left, so no writer's change is lost.
+        """
+        from google.api_core.exceptions import PreconditionFailed
+
+        uri = f"{self.location}/{key}"
+        for _ in range(attempts):
+            existing = self._blob_or_none(key)
+            generation = int(existing.generation) if existing is not None else 0
+            try:
+                current = None if existing is None else self._call(
+                    f"read {uri}", lambda: existing.download_as_bytes(if_generation_match=generation, retry=None))
+                updated = change(current)
+                if updated is None or updated == current:
+                    return
+                blob = self.bucket.blob(key)
+                blob.metadata = {"sha256": hashlib.sha256(updated).hexdigest()}
+                self._call(f"write {uri}", lambda: blob.upload_from_string(
+                    updated, if_generation_match=generation, checksum="md5", retry=None))
+                return
+            except PreconditionFailed:
+                logger.info("%s changed after it was read (generation %d); reading it again", uri, generation)
+        raise RemoteUnavailableError(f"{uri} keeps changing under other writers; retry once they are idle")
+
     def _blob_or_none(self, key: str) -> Blob | None:
         return self._call(f"stat {self.location}/{key}", lambda: self.bucket.get_blob(key, retry=None))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -70,6 +71,27 @@ class LocalStore:
                 shutil.copyfileobj(source, handle, READ_BLOCK)
 
         write_atomically(self.path(key), copy)
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes | None]) -> None:
+        """Read-modify-write under an exclusive lock on the file's folder, so writers on this machine take turns.
+
+        `change` gets the current bytes (None when absent) and returns the new ones, or None to
+        leave the file as it is.
+        """
+        path = self.path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            folder = os.open(path.parent, os.O_RDONLY)
+        except OSError as error:
+            raise DestinationError.for_os_error(error, path) from None
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            current = path.read_bytes() if path.is_file() else None
+            updated = change(current)
+            if updated is not None and updated != current:
+                self.write_bytes(key, updated)
+        finally:
+            os.close(folder)
 
 
 def _holds(path: Path, data: bytes) -> bool:

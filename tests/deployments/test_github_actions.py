@@ -41,7 +41,7 @@ def test_workflow_fails_a_completed_run_with_failed_chunks(
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "completed with 1 failed chunks" in output
-    assert "failed: bad?name.txt: chunk id" in result.stdout
+    assert "failed: bad?name.txt: item id" in result.stdout
 
 
 def test_workflow_passes_a_completed_run_whose_chunks_all_succeeded(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,8 +20,11 @@ from flows.compress_chunks import compress_chunks
 from tasks.compression.parameters import CompressJob
 from tasks.engine.telemetry import (
     EVENT,
-    TELEMETRY_NAME,
+    LEGACY_TELEMETRY_NAME,
+    SEGMENT_LINES,
+    TELEMETRY_DIR,
     BatchTelemetry,
+    append_telemetry,
     batch_telemetry,
     parse_telemetry,
     read_telemetry,
@@ -116,10 +119,10 @@ def test_a_cpu_host_reports_cpu_and_ram(torch: object) -> None:
 
 def line(batch_index: int, device: str = "Tesla T4", **figures: Any) -> BatchTelemetry:
     reading = DeviceReading(
-        time=datetime(2026, 5, 1, 12, batch_index, tzinfo=timezone.utc), device_kind="cpu" if device == "cpu" else "gpu",
+        time=datetime(2026, 5, 1, 12, tzinfo=timezone.utc) + timedelta(minutes=batch_index), device_kind="cpu" if device == "cpu" else "gpu",
         device_name=device, **figures,
     )
-    return batch_telemetry(reading, "job-1", batch_index, chunks=10, bytes_in=50_000_000, bytes_out=20_000_000, seconds=0.5)
+    return batch_telemetry(reading, "job-1", batch_index, items=10, bytes_in=50_000_000, bytes_out=20_000_000, seconds=0.5)
 
 
 def test_batch_figures_include_the_throughput() -> None:
@@ -130,18 +133,37 @@ def test_batch_figures_include_the_throughput() -> None:
 
 
 def test_each_batch_appends_a_line_and_emits_an_event_about_the_job_and_run(tmp_path: Path) -> None:
-    """Two batches: two lines in <job>/telemetry.jsonl, two valid Prefect events related to the run."""
+    """Two batches: two lines in the process's segment of <job>/telemetry/, two valid Prefect events related to the run."""
     events: list[Event] = []
     run_id = str(uuid.uuid4())
     for index in range(2):
         record_batch_telemetry(str(tmp_path), ACCESS, line(index), emit=lambda **event: events.append(Event(**event)), flow_run_id=run_id)
-    stored = (tmp_path / "job-1" / TELEMETRY_NAME).read_bytes()
-    assert [json.loads(text)["batch_index"] for text in stored.splitlines()] == [0, 1]
+    [segment] = (tmp_path / "job-1" / TELEMETRY_DIR).iterdir()
+    assert [json.loads(text)["batch_index"] for text in segment.read_bytes().splitlines()] == [0, 1]
     assert read_telemetry(str(tmp_path), ACCESS, "job-1") == [line(0), line(1)]
     assert [event.event for event in events] == [EVENT, EVENT]
     assert events[1].resource.id == "colabflow.job.job-1"
     assert [(related.id, related.role) for related in events[1].related] == [(f"prefect.flow-run.{run_id}", "flow-run")]
     assert events[1].payload == line(1).model_dump(mode="json")
+
+
+def test_segments_roll_over_so_each_write_stays_small(tmp_path: Path) -> None:
+    """Past SEGMENT_LINES lines a new segment starts: no write carries more than SEGMENT_LINES lines."""
+    count = 2 * SEGMENT_LINES + 5
+    for index in range(count):
+        append_telemetry(str(tmp_path), ACCESS, line(index))
+    segments = sorted((tmp_path / "job-1" / TELEMETRY_DIR).iterdir())
+    assert [len(path.read_bytes().splitlines()) for path in segments] == [SEGMENT_LINES, SEGMENT_LINES, 5]
+    assert [entry.batch_index for entry in read_telemetry(str(tmp_path), ACCESS, "job-1")] == list(range(count))
+
+
+def test_a_telemetry_file_of_an_older_version_is_read_with_the_segments(tmp_path: Path) -> None:
+    """`<job>/telemetry.jsonl`, written whole by older versions (with `chunks`), joins the segments, oldest first."""
+    legacy = line(0).model_dump_json().replace('"items"', '"chunks"')
+    (tmp_path / "job-1").mkdir()
+    (tmp_path / "job-1" / LEGACY_TELEMETRY_NAME).write_text(legacy + "\n")
+    append_telemetry(str(tmp_path), ACCESS, line(1))
+    assert read_telemetry(str(tmp_path), ACCESS, "job-1") == [line(0), line(1)]
 
 
 def test_inside_a_run_the_event_names_the_current_flow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +198,7 @@ def test_the_summary_gives_peak_memory_mean_utilisation_and_mb_s_per_device() ->
         line(3, memory_used_bytes=4 * GIB),
     ]
     gpu, cpu = summarize_telemetry(lines).devices
-    assert (gpu.device_name, gpu.batches, gpu.chunks, gpu.bytes_in, gpu.seconds, gpu.mb_s) == ("Tesla T4", 3, 30, 150_000_000, 1.5, 100.0)
+    assert (gpu.device_name, gpu.batches, gpu.items, gpu.bytes_in, gpu.seconds, gpu.mb_s) == ("Tesla T4", 3, 30, 150_000_000, 1.5, 100.0)
     assert (gpu.peak_memory_used_bytes, gpu.peak_memory_reserved_bytes, gpu.memory_total_bytes) == (5 * GIB, 2 * GIB, 15 * GIB)
     assert (gpu.mean_utilization_percent, gpu.max_temperature_c) == (75.0, 70.0)
     assert (cpu.device_kind, cpu.batches, cpu.peak_memory_reserved_bytes, cpu.mean_utilization_percent) == ("cpu", 1, None, 50.0)
@@ -235,19 +257,23 @@ def test_a_real_run_sends_batch_events_and_the_telemetry_artifact_to_the_server(
 
 
 def test_telemetry_survives_a_sigkill_mid_job(prefect_api: str, tmp_path: Path) -> None:
-    """A job process killed with SIGKILL after some batches leaves a telemetry.jsonl whose every line parses."""
+    """A job process killed with SIGKILL after some batches leaves telemetry segments whose every line parses."""
     source = make_chunks(tmp_path / "source", 300, 32 * 1024)
-    telemetry = tmp_path / "out" / "killed" / TELEMETRY_NAME
+    telemetry = tmp_path / "out" / "killed" / TELEMETRY_DIR
+
+    def stored() -> bytes:
+        return b"".join(path.read_bytes() for path in sorted(telemetry.glob("*.jsonl")))
+
     command = [sys.executable, "-m", "flows.cli", "compress", str(source), str(tmp_path / "out"), "--job", "killed",
                "--batch-size", "1", "--codec", "cpu"]
     with (tmp_path / "job.log").open("wb") as log:
         job = subprocess.Popen(command, env=server_environment(tmp_path / "client-home", prefect_api), cwd=ROOT,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: telemetry.is_file() and telemetry.read_bytes().count(b"\n") >= 3, 180, 0.02, "three telemetry lines")
+        wait_until(lambda: telemetry.is_dir() and stored().count(b"\n") >= 3, 180, 0.02, "three telemetry lines")
     finally:
         kill_machine(job)
-    lines = parse_telemetry(telemetry.read_bytes(), str(telemetry))
+    lines = parse_telemetry(stored(), str(telemetry))
     assert 3 <= len(lines) < 300, "the job was not killed mid-way"
     assert len({line.batch_index for line in lines}) == len(lines)
     assert all(line.job == "killed" and line.device_name == "cpu" for line in lines)

@@ -29,7 +29,7 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsStore]:
 def test_mixed_sources_and_remote_checkpoints_for_a_local_destination(
     bucket: GcsStore, sample_source: Path, tmp_path: Path
 ) -> None:
-    """Chunk ids from both sources sit side by side; --results puts every checkpoint on GCS."""
+    """Chunk ids from both sources sit side by side; --results puts every checkpoint (task records, done markers) on GCS."""
     prefix = f"mixed-{uuid.uuid4().hex[:8]}"
     bucket.write_bytes(f"{prefix}/input/remote/one.txt", b"from the bucket\n" * 100)
     bucket.write_bytes(f"{prefix}/input/remote/two.bin", bytes(range(256)) * 10)
@@ -40,7 +40,8 @@ def test_mixed_sources_and_remote_checkpoints_for_a_local_destination(
     report = compress_chunks(request)
     assert isinstance(report, JobReport) and report.failed == [] and report.compressed == 10
     checkpoints = [info.key for info in bucket.list(f"{prefix}/results/mixed/.checkpoints")]
-    assert len(checkpoints) == report.batches_total == 3
+    markers = [key for key in checkpoints if "/.checkpoints/batches/" in key]
+    assert len(markers) == report.batches_total == 3 and len(checkpoints) == 3 + 3, "a done marker and a task record per batch"
     assert not (tmp_path / "out" / "mixed" / ".checkpoints").exists()
     assert (tmp_path / "out" / "mixed" / "chunks" / "remote" / "one.txt.gz").is_file()
 

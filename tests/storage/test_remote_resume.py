@@ -91,13 +91,13 @@ def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_p
             bucket = GcsStore(BUCKET, StorageAccess())
 
             def checkpoints() -> int:
-                return sum(1 for _ in bucket.list("jobs/remote/.checkpoints"))
+                return sum(1 for _ in bucket.list("jobs/remote/.checkpoints/batches"))
 
-            wait_until(lambda: checkpoints() >= 3, 240, 0.05, "3 batch checkpoints on GCS")
+            wait_until(lambda: checkpoints() >= 3, 240, 0.05, "3 committed batches on GCS")
         finally:
             kill(first, first_home)
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        checkpointed = sum(1 for _ in bucket.list("jobs/remote/.checkpoints"))
+        checkpointed = sum(1 for _ in bucket.list("jobs/remote/.checkpoints/batches"))
         done_at_kill = sum(1 for info in bucket.list("jobs/remote/chunks") if info.key.endswith(".recipe.json"))
         assert batch * checkpointed <= done_at_kill < chunks
 

@@ -14,6 +14,7 @@ import pytest
 
 from tasks.errors import MissingObjectError
 from tasks.storage.local import LocalStore
+from tasks.storage.shared_files import update_object
 from tasks.storage.stores import ObjectStore, StorageAccess, read_bytes, read_optional
 
 
@@ -125,3 +126,19 @@ def test_files_stream_up_and_down_intact(store: ObjectStore, root: str, tmp_path
         while block := stream.read(1 << 20):
             digest.update(block)
     assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+def test_a_shared_file_update_applies_every_change_in_turn(store: ObjectStore, root: str) -> None:
+    """`update_object` adds lines one by one, leaves the object alone when the change is already there."""
+    key = f"{root}/ledger.jsonl"
+
+    def adding(line: bytes) -> Callable[[bytes | None], bytes | None]:
+        def change(content: bytes | None) -> bytes | None:
+            lines = (content or b"").splitlines()
+            return None if line in lines else b"".join(item + b"\n" for item in [*lines, line])
+        return change
+
+    for number in range(5):
+        update_object(store, key, adding(b"entry %d" % number))
+    update_object(store, key, adding(b"entry 3"))
+    assert read_bytes(store, key).splitlines() == [b"entry %d" % number for number in range(5)]
