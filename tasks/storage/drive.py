@@ -21,33 +21,38 @@ Google Docs, Sheets, Slides and the other `application/vnd.google-apps.*` files 
 hold no bytes to download: listing skips them with a warning, and `stat` and `open_read` treat
 them as absent. Export them to regular files to use them as chunks.
 
-Folder creation is serialised per (parent, name) inside a process. Two processes creating one
-folder at the same moment can still make two, as can a folder create that httplib2 resends; every
-lookup picks the oldest of equal names, the one right after a creation included, so writers
-converge on one of them.
+Folders are found and created by `tasks/storage/drive_folders.py`, and every request runs through
+`tasks/storage/drive_requests.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import re
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import BinaryIO, cast
 
 from tasks.errors import CorruptOutputError, InvalidParameterError, MissingObjectError
-from tasks.storage.drive_api import (
-    GOOGLE_ENDPOINT,
-    build_service,
-    drive_credentials,
-    translate_error,
+from tasks.storage.drive_api import GOOGLE_ENDPOINT
+from tasks.storage.drive_folders import (
+    FOLDER,
+    DriveFolders,
+    is_google_file,
+    pick_entry,
+    split_key,
+)
+from tasks.storage.drive_requests import (
+    ENTRY_FIELDS,
+    DriveRequests,
+    Entries,
+    Entry,
+    quote_literal,
 )
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.places import Place, split_container
@@ -60,24 +65,15 @@ try:
 except ImportError as missing:  # pragma: no cover - depends on the installation
     raise ImportError(f"gdrive:// needs google-api-python-client: pip install 'colabflow[drive]' ({missing})") from None
 
-__all__ = ["DriveStore", "drive_credentials", "drive_place"]
+__all__ = ["DriveStore", "drive_place"]
 
-T = TypeVar("T")
-Entry = dict[str, Any]
-Entries = list[Entry]
-logger = logging.getLogger("colabflow.drive")
-
-FOLDER = "application/vnd.google-apps.folder"
-GOOGLE_APPS = "application/vnd.google-apps."
 SHA256_PROPERTY = "colabflow_sha256"
 JOB_PROPERTY = "colabflow_job"
 CHECKPOINTS_FOLDER = ".checkpoints"  # tasks/engine/checkpoints.py keeps a job's batch results in this folder
 OCTET_STREAM = "application/octet-stream"
-ENTRY_FIELDS = "id,name,mimeType,size,md5Checksum,appProperties,createdTime"
 UPLOAD_UNIT = 256 * 1024
 DEFAULT_CHUNK = 16 * 1024 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
-PAGE_SIZE = 1000
 
 
 def drive_place(location: str, access: StorageAccess) -> Place:
@@ -138,12 +134,8 @@ class DriveStore:
         self.chunk_size = chunk_size
         self.policy = policy
         self.job_root = job_root
-        self._credentials = credentials
-        self._local = threading.local()
-        self._guard = threading.Lock()
-        self._folders: dict[tuple[str, str], str] = {}
-        self._folder_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._root_checked = False
+        self._requests = DriveRequests(self.location, credentials, self.endpoint, policy)
+        self._folders = DriveFolders(self._requests, folder_id)
 
     def __repr__(self) -> str:
         return f"DriveStore({self.location!r})"
@@ -153,15 +145,14 @@ class DriveStore:
         return f"gdrive://{self.folder_id}"
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        start = self._root()
+        start = self._folders.root()
         if prefix.strip("/"):
-            *folders, name = _segments(prefix)
-            parent = self._folder(folders, create=False)
-            entries = [] if parent is None else self._call(f"list {self.location}/{prefix}",
-                                                           lambda: self._named(parent, name))
-            folder = _pick(entries, folder=True, where=prefix)
+            *folders, name = split_key(prefix)
+            parent = self._folders.resolve(folders, create=False)
+            entries = [] if parent is None else self._named(f"list {self.location}/{prefix}", parent, name)
+            folder = pick_entry(entries, folder=True, where=prefix)
             if folder is None:
-                found = _pick(entries, folder=False, where=prefix)
+                found = pick_entry(entries, folder=False, where=prefix)
                 if found is not None:
                     yield _info(prefix.strip("/"), found)
                 return
@@ -178,11 +169,11 @@ class DriveStore:
             raise MissingObjectError(f"{self.location}/{key} does not exist")
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         try:
-            request = self._files().get_media(fileId=found["id"], supportsAllDrives=True)
+            request = self._requests.files().get_media(fileId=found["id"], supportsAllDrives=True)
             downloader = MediaIoBaseDownload(spool, request, chunksize=self.chunk_size)
             done = False
             while not done:
-                _, done = self._call(f"read {self.location}/{key}", downloader.next_chunk)
+                _, done = self._requests.call(f"read {self.location}/{key}", downloader.next_chunk)
         except BaseException:
             spool.close()
             raise
@@ -198,16 +189,16 @@ class DriveStore:
             self._write(key, stream, sha256, md5)
 
     def _write(self, key: str, stream: BinaryIO, sha256: str, md5: str) -> None:
-        *folders, name = _segments(key)
-        parent = cast(str, self._folder(folders, create=True))
+        *folders, name = split_key(key)
+        parent = cast(str, self._folders.resolve(folders, create=True))
         target = _Target(f"{self.location}/{key}", parent, name, sha256, md5, _job_of(self.job_root, key))
-        entries = self._call(f"stat {target.uri}", lambda: self._named(target.parent, target.name))
-        existing = _pick(entries, folder=False, where=target.uri)
+        existing = pick_entry(self._named(f"stat {target.uri}", parent, name), folder=False, where=target.uri)
         if target.held_by(existing):
             return
         if existing is not None and stream.seek(0, io.SEEK_END) <= self.chunk_size:
             media = MediaIoBaseUpload(stream, OCTET_STREAM, resumable=False)
-            written = self._call(f"write {target.uri}", self._upload_request(target, existing, media).execute)
+            written = self._requests.call(f"write {target.uri}",
+                                          self._upload_request(target, existing, media).execute)
         else:
             written = self._upload_in_session(target, existing, stream)
         if written.get("md5Checksum") != md5:
@@ -222,131 +213,44 @@ class DriveStore:
         request = self._upload_request(target, existing, media)
         response: Entry | None = None
         while response is None:
-            _, response = self._call(f"write {target.uri}", request.next_chunk)
+            _, response = self._requests.call(f"write {target.uri}", request.next_chunk)
         return response
 
     def _upload_request(self, target: _Target, existing: Entry | None, media: MediaIoBaseUpload) -> HttpRequest:
         body: Entry = {"appProperties": target.properties()}
         if existing is not None:
-            return self._files().update(fileId=existing["id"], body=body, media_body=media, fields=ENTRY_FIELDS,
-                                        supportsAllDrives=True)
+            return self._requests.files().update(fileId=existing["id"], body=body, media_body=media,
+                                                 fields=ENTRY_FIELDS, supportsAllDrives=True)
         body.update(name=target.name, parents=[target.parent])
-        return self._files().create(body=body, media_body=media, fields=ENTRY_FIELDS, supportsAllDrives=True)
+        return self._requests.files().create(body=body, media_body=media, fields=ENTRY_FIELDS,
+                                             supportsAllDrives=True)
 
     def _file(self, key: str) -> Entry | None:
-        *folders, name = _segments(key)
-        parent = self._folder(folders, create=False)
+        *folders, name = split_key(key)
+        parent = self._folders.resolve(folders, create=False)
         if parent is None:
             return None
-        return _pick(self._call(f"stat {self.location}/{key}", lambda: self._named(parent, name)),
-                     folder=False, where=key)
+        return pick_entry(self._named(f"stat {self.location}/{key}", parent, name), folder=False, where=key)
+
+    def _named(self, what: str, parent: str, name: str) -> Entries:
+        """Entries called `name` in `parent`, the request retried."""
+        return self._requests.call(what, lambda: self._requests.named(parent, name))
 
     def _walk(self, folder_id: str, path: str) -> Iterator[ObjectInfo]:
         """Every binary file below a folder, page by page, depth first."""
-        query, token = f"{_quote(folder_id)} in parents and trashed = false", None
+        query, token = f"{quote_literal(folder_id)} in parents and trashed = false", None
         while True:
-            page = self._call(f"list {self.location}/{path}", partial(self._list, query, token))
+            page = self._requests.call(f"list {self.location}/{path}",
+                                       partial(self._requests.list_page, query, token))
             for entry in page.get("files", []):
                 key = join_key(path, entry["name"])
                 if entry["mimeType"] == FOLDER:
                     yield from self._walk(entry["id"], key)
-                elif not _is_google_file(entry, key):
+                elif not is_google_file(entry, key):
                     yield _info(key, entry)
             token = page.get("nextPageToken")
             if not token:
                 return
-
-    def _folder(self, names: Sequence[str], create: bool) -> str | None:
-        """The id of the folder at `names` below the root; None when absent and not created."""
-        parent: str | None = self._root()
-        for name in names:
-            parent = self._child_folder(cast(str, parent), name, create)
-            if parent is None:
-                return None
-        return parent
-
-    def _child_folder(self, parent: str, name: str, create: bool) -> str | None:
-        cached = self._folders.get((parent, name))
-        if cached is not None:
-            return cached
-        with self._guard:
-            lock = self._folder_locks.setdefault((parent, name), threading.Lock())
-        with lock:
-            if (parent, name) not in self._folders:
-                what = f"{'create' if create else 'find'} folder {name!r} in {parent}"
-                found = self._call(what, lambda: self._find_folder(parent, name, create))
-                if found is None:
-                    return None
-                self._folders[(parent, name)] = found
-            return self._folders[(parent, name)]
-
-    def _find_folder(self, parent: str, name: str, create: bool) -> str | None:
-        """Look the folder up, and create it when asked; a retry looks up again, so it never makes two."""
-        found = _pick(self._named(parent, name), folder=True, where=name)
-        if found is None and create:
-            created = self._files().create(body={"name": name, "mimeType": FOLDER, "parents": [parent]}, fields="id",
-                                           supportsAllDrives=True).execute()
-            found = _pick(self._named(parent, name), folder=True, where=name) or created
-        return None if found is None else str(found["id"])
-
-    def _root(self) -> str:
-        """The root folder's id, once checked to be a folder this account can see."""
-        if not self._root_checked:
-            try:
-                root = self._call(f"open {self.location}", lambda: self._files().get(
-                    fileId=self.folder_id, fields="id,mimeType,trashed", supportsAllDrives=True).execute())
-            except MissingObjectError:
-                raise MissingObjectError(
-                    f"Drive folder {self.folder_id!r} was not found: check the id in {self.location}/... (the last part "
-                    f"of the folder's URL) and share the folder with {self._account()}"
-                ) from None
-            if root.get("mimeType") != FOLDER or root.get("trashed"):
-                raise InvalidParameterError(f"{self.location} is a file or a folder in the trash; name a folder's id")
-            self._root_checked = True
-        return self.folder_id
-
-    def _named(self, parent: str, name: str) -> Entries:
-        """Entries called `name` in `parent` that are not trashed (one request; callers retry)."""
-        return cast(Entries, self._list(f"name = {_quote(name)} and {_quote(parent)} in parents "
-                                            "and trashed = false", None).get("files", []))
-
-    def _list(self, query: str, token: str | None) -> Entry:
-        return cast(Entry, self._files().list(
-            q=query, pageSize=PAGE_SIZE, pageToken=token, fields=f"nextPageToken,files({ENTRY_FIELDS})",
-            supportsAllDrives=True, includeItemsFromAllDrives=True).execute())
-
-    def _files(self) -> Any:
-        """This thread's `files()` resource: httplib2 connections must not be shared between threads."""
-        service = getattr(self._local, "service", None)
-        if service is None:
-            with self._guard:
-                if self._credentials is None:
-                    self._credentials = drive_credentials(None, self.endpoint)
-            service = self._local.service = build_service(self._credentials, self.endpoint)
-        return service.files()
-
-    def _account(self) -> str:
-        email = getattr(self._credentials, "service_account_email", None)
-        return f"the service account {email}" if email else "the account colabflow uses"
-
-    def _call(self, what: str, operation: Callable[[], T]) -> T:
-        """Run one Drive request, retrying transient answers with backoff that honours Retry-After."""
-
-        def once() -> T:
-            try:
-                return operation()
-            except Exception as error:  # noqa: BLE001 - translated: raised as itself or a specific error
-                raise translate_error(what, error, self._account(), self.location) from None
-
-        return self.policy.run(once, logger)
-
-
-
-def _segments(key: str) -> list[str]:
-    parts = key.strip("/").split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise InvalidParameterError(f"Drive key {key!r} must be a relative path with no empty, '.' or '..' segment")
-    return parts
 
 
 def _job_of(job_root: str | None, key: str) -> str | None:
@@ -358,7 +262,7 @@ def _job_of(job_root: str | None, key: str) -> str | None:
     """
     if job_root is None:
         return None
-    root, parts = [part for part in job_root.split("/") if part], _segments(key)
+    root, parts = [part for part in job_root.split("/") if part], split_key(key)
     if parts[:len(root)] != root:
         return None
     below = parts[len(root):]
@@ -369,25 +273,6 @@ def _job_of(job_root: str | None, key: str) -> str | None:
     else:
         return None
     return job if re.fullmatch(JOB_NAME_PATTERN, job) else None
-
-
-def _quote(value: str) -> str:
-    """A string literal for a Drive query."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _pick(entries: Entries, folder: bool, where: str) -> Entry | None:
-    """The oldest folder (or binary file) among entries of one name."""
-    kept = [e for e in entries if (e["mimeType"] == FOLDER) == folder and (folder or not _is_google_file(e, where))]
-    return min(kept, key=lambda entry: (entry.get("createdTime", ""), entry["id"]), default=None)
-
-
-def _is_google_file(entry: Entry, where: str) -> bool:
-    if not entry["mimeType"].startswith(GOOGLE_APPS):
-        return False
-    logger.warning("skipping %s: a Google Docs/Sheets/Slides file (%s) has no bytes to read; export it to a "
-                   "regular file to use it", where, entry["mimeType"])
-    return True
 
 
 def _info(key: str, entry: Entry) -> ObjectInfo:
