@@ -36,9 +36,14 @@ from subprocess import Popen
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tasks.compression.outputs import RECIPE_SUFFIX
 from tests.conftest import make_chunks
-from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
+from tests.pool import (
+    deploy,
+    kill_machine,
+    recipes_at,
+    start_deployment_run,
+    start_worker,
+)
 from tests.servers import prefect_server, server_environment, wait_until
 
 if TYPE_CHECKING:
@@ -86,16 +91,12 @@ class Chaos:
 
 
 def read_recipes(chunks: Path) -> dict[str, bytes]:
-    """Every recipe file at the destination, by name."""
-    if not chunks.is_dir():
-        return {}
-    return {path.name: path.read_bytes() for path in chunks.iterdir() if path.name.endswith(RECIPE_SUFFIX)}
+    """Every recipe in the job folder's journals (the chunks done), by chunk id."""
+    return recipes_at(chunks.parent)
 
 
 def count_recipes(chunks: Path) -> int:
-    if not chunks.is_dir():
-        return 0
-    return sum(1 for path in chunks.iterdir() if path.name.endswith(RECIPE_SUFFIX))
+    return len(recipes_at(chunks.parent))
 
 
 def run_state(client: SyncPrefectClient, flow_run_id: UUID) -> tuple[str, str]:
@@ -125,9 +126,10 @@ def first_heartbeat_since(client: SyncPrefectClient, flow_run_id: UUID, since: d
 
 
 def first_new_recipe_at(chunks: Path, known: set[str]) -> float:
-    """When (epoch seconds) the earliest recipe not in `known` was written."""
-    return min(path.stat().st_mtime for path in chunks.iterdir() if path.name.endswith(RECIPE_SUFFIX)
-               and path.name not in known)
+    """When (epoch seconds) the earliest journal naming a chunk not in `known` was written."""
+    journals = (chunks.parent / "recipes").glob("*.jsonl")
+    return min(journal.stat().st_mtime for journal in journals
+               if any(json.loads(line)["chunk_id"] not in known for line in journal.read_bytes().splitlines()))
 
 
 def wait_for_attempt(chaos: Chaos, known: set[str], since: datetime) -> tuple[int, float]:
@@ -236,7 +238,9 @@ def batch_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[Any]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
-    from tasks.engine.checkpoints import TASK_RUN_PREFIX  # imports Prefect: only once its API URL is set
+    from tasks.engine.checkpoints import (
+        TASK_RUN_PREFIX,  # imports Prefect: only once its API URL is set
+    )
 
     runs: list[Any] = []
     of_the_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))

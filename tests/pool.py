@@ -117,6 +117,10 @@ def flow_run_state(flow_run_id: UUID) -> str:
     return (state.name or str(state.type.value)) if state else "unknown"
 
 
-def recipes_at(job_dir: Path) -> dict[Path, bytes]:
-    """Every recipe of a job folder and its bytes: the chunks done at this moment."""
-    return {path: path.read_bytes() for path in (job_dir / "chunks").glob("*.recipe.json")}
+def recipes_at(job_dir: Path) -> dict[str, bytes]:
+    """Every recipe line of a job folder's journals, by chunk id: the chunks done at this moment.
+
+    Read as plain JSON, so that importing this module does not import Prefect.
+    """
+    journals = sorted((job_dir / "recipes").glob("*.jsonl")) if (job_dir / "recipes").is_dir() else []
+    return {json.loads(line)["chunk_id"]: line for journal in journals for line in journal.read_bytes().splitlines()}

@@ -218,7 +218,7 @@ def test_no_secret_reaches_output_logs_artifacts_runs_or_the_job_folder(
     job_folder = job_objects("jobs/secrets")
     flow_run_id = uuid.UUID(json.loads(job_folder[f"gs://{BUCKET}/jobs/secrets/job.json"])["flow_run_id"])
     for kind in ("manifest.jsonl", "quarantine.jsonl", ".checkpoints/batches/batch-", ".checkpoints/unit-",
-                 ".checkpoints/callback-", ".recipe.json", "telemetry/"):
+                 ".checkpoints/callback-", "/recipes/", "telemetry/"):
         assert any(kind in key for key in job_folder), f"no {kind} among {sorted(job_folder)}"
     with get_client(sync_client=True) as client:
         flow_run = flow_run_of(client, "secrets")

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from tasks.compression.codecs import Codec
 from tasks.compression.models import Recipe
-from tasks.compression.outputs import put_chunk
+from tasks.compression.outputs import put_member
 from tasks.engine.job_folder import JobFolder
 from tasks.engine.models import ItemFingerprint
 from tasks.engine.sources import open_chunk, read_chunk
@@ -111,16 +111,16 @@ def compress_chunk_stream(chunk: ItemFingerprint, source: BinaryIO, codec: Codec
 
 
 def compress_and_store(chunk: ItemFingerprint, codec: Codec, folder: JobFolder, access: StorageAccess) -> Recipe:
-    """Compress one chunk and put it at the destination, in memory or streamed by its size."""
+    """Compress one chunk and put its member at the destination, in memory or streamed by its size; returns its recipe."""
     if chunk.size <= STREAM_THRESHOLD:
         member, recipe = compress_chunk(chunk, read_chunk(chunk.uri, access), codec)
-        put_chunk(folder, chunk.item_id, member, recipe)
+        put_member(folder, chunk.item_id, member)
         return recipe
     with tempfile.TemporaryDirectory(prefix="colabflow-") as scratch:
         member_path = Path(scratch, "member.gz")
         with open_chunk(chunk.uri, access) as source:
             recipe = compress_chunk_stream(chunk, source, codec, member_path)
-        put_chunk(folder, chunk.item_id, member_path, recipe)
+        put_member(folder, chunk.item_id, member_path)
     return recipe
 
 

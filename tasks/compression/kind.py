@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -34,7 +35,15 @@ from tasks.compression.models import (
     recipe_of,
     recipe_output,
 )
-from tasks.compression.outputs import member_name, member_size, put_chunk, read_recipe
+from tasks.compression.outputs import (
+    RecipeIndex,
+    load_recipe_index,
+    member_name,
+    member_size,
+    put_member,
+    read_journal,
+    write_journal,
+)
 from tasks.compression.restore import check_folder
 from tasks.engine.item_attempts import attempt_item, io_thread_count, item_retry_policy
 from tasks.engine.job_folder import (
@@ -85,12 +94,14 @@ def prepare_job_task(
     return prepare_job(destination, job, codec_choice, level, access, results)
 
 
-def finished_recipe(folder: JobFolder, chunk: ItemFingerprint, output: tuple[str, str, int]) -> Recipe | None:
+def finished_recipe(
+    index: RecipeIndex, folder: JobFolder, chunk: ItemFingerprint, output: tuple[str, str, int]
+) -> Recipe | None:
     """The chunk's recipe if the folder already holds this exact output.
 
     `output` is the codec name, codec version and level the recipe must name.
     """
-    recipe = read_recipe(folder, chunk.item_id)
+    recipe = index.get(chunk.item_id)
     if (
         recipe is None
         or recipe.original_sha256 != chunk.sha256
@@ -130,9 +141,10 @@ def compress_batch_with(
     together = codec.device != "cpu"
     chunk_policy = policy or item_retry_policy()
     output = (codec.name, codec.version, codec.level)
+    index = run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
 
     def work(chunk: ItemFingerprint) -> tuple[Recipe, bool] | Pending:
-        existing = finished_recipe(folder, chunk, output)
+        existing = finished_recipe(index, folder, chunk, output)
         if existing is not None:
             return existing, True
         if together and chunk.size <= STREAM_THRESHOLD:
@@ -146,7 +158,7 @@ def compress_batch_with(
         member, recipe = compressed
 
         def put() -> tuple[Recipe, bool]:
-            put_chunk(folder, recipe.chunk_id, member, recipe)
+            put_member(folder, recipe.chunk_id, member)
             return recipe, False
 
         return attempt_item(recipe.chunk_id, put, chunk_policy)
@@ -157,6 +169,7 @@ def compress_batch_with(
         if pending:
             stored = iter(list(pool.map(store, compress_together(pending, codec))))
             outcomes = [next(stored) if isinstance(item, Pending) else item for item in outcomes]
+    write_journal(folder, batch, [item[0] for item in outcomes if isinstance(item, tuple)])
     return BatchResult(
         outputs=[recipe_output(item[0], member_name(item[0].chunk_id)) for item in outcomes if isinstance(item, tuple)],
         failures=[item for item in outcomes if isinstance(item, ItemFailure)],
@@ -178,7 +191,9 @@ class CompressionKind:
 
     def find_finished(self, item: ItemFingerprint, settings: JobSettings) -> ItemOutput | None:
         options = CodecOptions.of(settings)
-        recipe = finished_recipe(job_folder(settings), item, (options.codec, options.codec_version, options.level))
+        folder = job_folder(settings)
+        output = (options.codec, options.codec_version, options.level)
+        recipe = finished_recipe(load_recipe_index(folder), folder, item, output)
         return None if recipe is None else recipe_output(recipe, member_name(recipe.chunk_id))
 
     def manifest_entry(self, output: ItemOutput) -> BaseModel:
@@ -193,6 +208,16 @@ class CompressionKind:
 
     def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
         return check_folder(folder)
+
+
+@lru_cache(maxsize=8)
+def run_recipe_index(folder: JobFolder, started_at: datetime) -> RecipeIndex:
+    """The recipes the folder held when a run started, read once per run.
+
+    A run's own journals describe chunks no later batch of the run holds (ids are unique in a
+    job); a batch run again reads its own journal (`read_journal`) over this.
+    """
+    return load_recipe_index(folder)
 
 
 JOB_KIND = CompressionKind()

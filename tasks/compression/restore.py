@@ -17,7 +17,12 @@ from typing import BinaryIO
 from pydantic import ValidationError
 
 from tasks.compression.models import ManifestEntry, Recipe
-from tasks.compression.outputs import open_member, read_recipe
+from tasks.compression.outputs import (
+    JOURNALS_DIR,
+    RecipeIndex,
+    load_recipe_index,
+    open_member,
+)
 from tasks.engine.item_ids import validate_item_id
 from tasks.engine.job_folder import MANIFEST_NAME, JobFolder, open_job_location
 from tasks.engine.models import ItemFailure
@@ -73,9 +78,9 @@ def decompress_member(member: BinaryIO, sink: BinaryIO | None) -> tuple[str, int
     return content_hash.hexdigest(), size, member_hash.hexdigest()
 
 
-def check_chunk(folder: JobFolder, entry: ManifestEntry, out_dir: Path | None) -> int:
+def check_chunk(folder: JobFolder, recipes: RecipeIndex, entry: ManifestEntry, out_dir: Path | None) -> int:
     """Check one chunk against its manifest entry and recipe, restoring it if `out_dir` is set."""
-    recipe = read_recipe(folder, entry.chunk_id)
+    recipe = recipes.get(entry.chunk_id)
     if recipe is None:
         raise CorruptOutputError("its recipe is missing")
     _require_agreement(entry, recipe)
@@ -130,10 +135,12 @@ def check_job(
 def check_folder(folder: JobFolder, out_dir: Path | None = None) -> JobCheck:
     """`check_job` on a resolved folder: compression's verify check."""
     entries, problems = read_manifest(folder)
+    recipes = load_recipe_index(folder)
+    problems += [ItemFailure(item_id=JOURNALS_DIR, reason=f"{where}; rerun the job to rebuild it") for where in recipes.damaged]
     restored = 0
     for entry in entries:
         try:
-            restored += check_chunk(folder, entry, out_dir)
+            restored += check_chunk(folder, recipes, entry, out_dir)
         except (ColabflowError, OSError) as error:
             problems.append(ItemFailure(item_id=entry.chunk_id, reason=f"chunk {entry.chunk_id!r}: {error}"))
     return JobCheck(job_dir=folder.location, items=len(entries), bytes_checked=restored, problems=problems)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pydantic import BaseModel, ValidationError
 
 from blocks.checkpoints import CheckpointStorage
-from tasks.engine.job_folder import JobFolder, results_folder
+from tasks.engine.job_folder import JobFolder, job_folder, results_folder
 from tasks.engine.kinds import job_kind
 from tasks.engine.models import BatchResult, ItemFingerprint, JobSettings
 from tasks.storage.stores import StorageAccess
@@ -77,7 +77,8 @@ def _commit_name(batch_key: str) -> str:
 
 
 def commit_batch(settings: JobSettings, batch_key: str, result: BatchResult) -> None:
-    """Write the batch's done marker; call it only once every output of the batch is durable."""
+    """Make the batch's outputs durable, then write its done marker: the marker never names a lost output."""
+    job_folder(settings).sync()
     commit = BatchCommit(key=batch_key, result=result)
     results_folder(settings).write(_commit_name(batch_key), commit.model_dump_json().encode())
 

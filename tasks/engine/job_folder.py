@@ -18,7 +18,13 @@ from tasks.errors import InvalidParameterError
 from tasks.storage.local import remove_stale_temporaries
 from tasks.storage.locations import LOCAL_SCHEMES, local_path, scheme_of
 from tasks.storage.places import WRITABLE_SCHEMES, open_place
-from tasks.storage.stores import ObjectStore, StorageAccess, join_key, read_optional
+from tasks.storage.stores import (
+    ObjectStore,
+    StorageAccess,
+    join_key,
+    make_durable,
+    read_optional,
+)
 
 MANIFEST_NAME = "manifest.jsonl"
 WRITE_CHECK_NAME = ".colabflow-write-check"
@@ -63,6 +69,10 @@ class JobFolder:
         key = self.key(name)
         self.store.write_bytes(key, content)
         return self.uri(key)
+
+    def sync(self) -> None:
+        """Make every write to the folder's store so far durable (a no-op on remote stores)."""
+        make_durable(self.store)
 
     def sizes(self, prefix: str = "") -> dict[str, int]:
         """Every object below `prefix` (relative to the folder) -> its size, from one listing."""

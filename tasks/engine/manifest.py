@@ -52,6 +52,7 @@ def write_manifest(settings: JobSettings, outputs: list[ItemOutput]) -> Manifest
             ))
     content = manifest_lines(job_kind(settings.kind), present)
     path = folder.write(MANIFEST_NAME, content)
+    folder.sync()
     return ManifestSummary(path=path, sha256=hashlib.sha256(content).hexdigest(), entries=len(present), missing=missing)
 
 

@@ -4,8 +4,8 @@ After each batch the worker reads its device (tasks/gpu/readings.py). Each readi
 batch's figures, goes out as the Prefect event `colabflow.batch.completed` and is added to
 `<job>/telemetry/<writer>-<n>.jsonl`. Every process (every attempt) writes its own segments,
 so no two writers share a file, and a segment holds at most `SEGMENT_LINES` lines, so writing
-it whole after each batch stays linear in the job's length. The write is atomic (and synced on
-local disks) before the call returns: the last reading before a crash survives it.
+it whole after each batch stays linear in the job's length. The write is atomic and done before
+the call returns: the last reading before a killed process survives it.
 """
 
 from __future__ import annotations

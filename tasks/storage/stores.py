@@ -12,7 +12,7 @@ retried write never leaves a second object under the same key.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,16 @@ class ObjectStore(ReadableStore, Protocol):
     def write_file(self, key: str, path: Path) -> None:
         """Like `write_bytes`, streaming a local file (resumable on remotes)."""
         ...
+
+
+def make_durable(store: ReadableStore) -> None:
+    """Make the store's writes so far survive a machine crash.
+
+    Remote stores are durable when a write returns; the local store syncs its file system.
+    """
+    sync: Callable[[], None] | None = getattr(store, "sync", None)
+    if sync is not None:
+        sync()
 
 
 def read_bytes(store: ReadableStore, key: str) -> bytes:

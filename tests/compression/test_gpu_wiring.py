@@ -27,6 +27,7 @@ from tasks.errors import (
     is_retryable,
 )
 from tasks.storage.stores import StorageAccess
+from tests.jobs import journal_lines
 from tests.servers import server_environment
 
 ROOT = Path(__file__).parents[2]
@@ -63,11 +64,11 @@ def test_auto_on_a_cpu_leaves_cpu_recipes_telemetry_per_batch_and_a_ledger_line_
     out = tmp_path / "out"
     first = run(sample_source, out, codec="auto")
     assert (first.device, first.gpu_class, first.batches_total) == ("cpu", "cpu", 3)
-    recipes = list((out / "job" / "chunks").rglob("*.recipe.json"))
-    assert len(recipes) == 8 and {json.loads(path.read_text())["device"] for path in recipes} == {"cpu"}
+    recipes = journal_lines(out / "job")
+    assert len(recipes) == 8 and {json.loads(line)["device"] for line in recipes.values()} == {"cpu"}
     telemetry = read_telemetry(str(out), StorageAccess(), "job")
     assert [(line.batch_index, line.device_name) for line in telemetry] == [(0, "cpu"), (1, "cpu"), (2, "cpu")]
-    assert sum(line.chunks for line in telemetry) == 8
+    assert sum(line.items for line in telemetry) == 8
     second = run(sample_source, out, codec="auto")
     assert second.batches_reused == 3
     assert len(read_telemetry(str(out), StorageAccess(), "job")) == 3

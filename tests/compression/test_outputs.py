@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from tasks.compression.models import Recipe
-from tasks.compression.outputs import member_name, member_size, put_chunk, read_recipe
+from tasks.compression.outputs import (
+    journal_name,
+    load_recipe_index,
+    member_name,
+    member_size,
+    put_member,
+    write_journal,
+)
 from tasks.engine.job_folder import open_job_folder
+from tasks.engine.models import ItemFingerprint
 from tasks.errors import CorruptOutputError, InvalidChunkError
 
 
@@ -23,15 +31,26 @@ def recipe_for(chunk_id: str, member: bytes) -> Recipe:
     )
 
 
-def test_put_chunk_writes_member_then_recipe_with_normal_permissions(tmp_path: Path) -> None:
-    """Outputs land under chunks/, readable by others, with no temporary files left."""
+def fingerprint(chunk_id: str) -> ItemFingerprint:
+    return ItemFingerprint(item_id=chunk_id, uri=f"file:///{chunk_id}", size=1, sha256="0" * 64)
+
+
+def test_members_land_under_chunks_and_a_journal_marks_them_done(tmp_path: Path) -> None:
+    """Members land under chunks/, readable by others; one journal per batch holds their recipes."""
     folder = open_job_folder(str(tmp_path), "job")
     folder.prepare()
-    recipe = recipe_for("dir/a b.txt", b"member")
-    put_chunk(folder, "dir/a b.txt", b"member", recipe)
+    recipes = [recipe_for("dir/a b.txt", b"member"), recipe_for("b.txt", b"other")]
+    put_member(folder, "dir/a b.txt", b"member")
+    put_member(folder, "b.txt", b"other")
+    assert load_recipe_index(folder).get("b.txt") is None
+    batch = [fingerprint(recipe.chunk_id) for recipe in recipes]
+    write_journal(folder, batch, recipes)
     chunk = tmp_path / "job" / "chunks" / "dir" / "a b.txt.gz"
     assert chunk.read_bytes() == b"member"
-    assert read_recipe(folder, "dir/a b.txt") == recipe
+    index = load_recipe_index(folder)
+    assert (index.get("dir/a b.txt"), index.get("b.txt")) == (recipes[0], recipes[1])
+    [journal] = (tmp_path / "job" / "recipes").iterdir()
+    assert journal.name == journal_name(list(reversed(batch))).removeprefix("recipes/")
     assert stat.S_IMODE(chunk.stat().st_mode) & 0o044 == 0o044
     assert not list(tmp_path.rglob(".partial-*"))
 
@@ -39,18 +58,18 @@ def test_put_chunk_writes_member_then_recipe_with_normal_permissions(tmp_path: P
 def test_an_absent_recipe_reads_as_none(tmp_path: Path) -> None:
     """A chunk not yet written has no recipe and no size."""
     folder = open_job_folder(str(tmp_path), "job")
-    assert read_recipe(folder, "a") is None
+    assert load_recipe_index(folder).get("a") is None
     assert member_size(folder, "a") is None
 
 
-def test_a_corrupt_recipe_is_named_with_the_fix(tmp_path: Path) -> None:
-    """A recipe that is not valid JSON names its path and says how to rebuild it."""
+def test_a_corrupt_per_chunk_recipe_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A per-chunk recipe (folders before the journals) that is not valid JSON names its path and the fix."""
     folder = open_job_folder(str(tmp_path), "job")
     path = tmp_path / "job" / "chunks" / "a.recipe.json"
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     with pytest.raises(CorruptOutputError, match="is not a valid recipe.*delete it and rerun"):
-        read_recipe(folder, "a")
+        load_recipe_index(folder).get("a")
 
 
 def test_an_unsafe_id_never_names_a_file(tmp_path: Path) -> None:
@@ -60,10 +79,10 @@ def test_an_unsafe_id_never_names_a_file(tmp_path: Path) -> None:
 
 
 def test_a_too_long_name_is_refused_before_any_file(tmp_path: Path) -> None:
-    """A 250-byte file name would make a 262-byte recipe name: refused, naming the limit, nothing written."""
+    """A 250-byte file name leaves no room for a 12-byte suffix: refused, naming the limit, nothing written."""
     folder = open_job_folder(str(tmp_path), "job")
     folder.prepare()
     chunk_id = "n" * 250
     with pytest.raises(InvalidChunkError, match="file name of 250 bytes; at most 243"):
-        put_chunk(folder, chunk_id, b"m", recipe_for(chunk_id, b"m"))
+        put_member(folder, chunk_id, b"m")
     assert not (tmp_path / "job" / "chunks").exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -71,10 +72,23 @@ def test_a_damaged_member_is_named_and_never_restored(job_dir: Path, tmp_path: P
     assert not list((tmp_path / "restored").rglob(".partial-*"))
 
 
-def test_a_corrupt_recipe_is_named(job_dir: Path) -> None:
-    """A recipe that is not JSON is reported for its chunk, with the fix."""
-    (job_dir / "chunks" / "random.bin.recipe.json").write_text("{")
+def test_a_damaged_journal_line_is_named_and_its_chunk_reported(job_dir: Path) -> None:
+    """A journal line that is not a recipe is reported with its place, and its chunk as missing its recipe."""
+    [journal] = [path for path in (job_dir / "recipes").iterdir() if b'"random.bin"' in path.read_bytes()]
+    journal.write_bytes(b"".join(b"{\n" if b'"random.bin"' in line else line + b"\n"
+                                 for line in journal.read_bytes().splitlines()))
     check = check_job(job_dir)
+    assert [p.item_id for p in check.problems] == ["recipes", "random.bin"]
+    assert "is not a recipe" in check.problems[0].reason and "rerun the job" in check.problems[0].reason
+    assert "its recipe is missing" in check.problems[1].reason
+
+
+def test_a_corrupt_per_chunk_recipe_of_an_older_folder_is_named(tmp_path: Path) -> None:
+    """In a folder written before the journals, a recipe that is not JSON is reported for its chunk, with the fix."""
+    job = tmp_path / "format-1"
+    shutil.copytree(Path(__file__).parents[1] / "data" / "format-1-jobs" / "format-1", job)
+    (job / "chunks" / "random.bin.recipe.json").write_text("{")
+    check = check_job(job)
     assert [p.item_id for p in check.problems] == ["random.bin"]
     assert "is not a valid recipe" in check.problems[0].reason
 

@@ -61,8 +61,8 @@ def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, s
     workers = [start_worker(pool_env, tmp_path / f"worker-{number}.log") for number in (1, 2)]
     try:
         flow_run_id = start_request_run(pool_env, request)
-        checkpoints = destination / "chaos" / ".checkpoints"
-        wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 2, 180, 0.02, "two batches done")
+        committed = destination / "chaos" / ".checkpoints" / "batches"
+        wait_until(lambda: committed.is_dir() and len(list(committed.iterdir())) >= 2, 180, 0.02, "two batches done")
         kill_machine(wait_until(lambda: busy_worker(workers), 30, 0.05, "the worker running the job"))
         done_at_kill = recipes_at(destination / "chaos")
         assert BATCH * 2 <= len(done_at_kill) < CHUNKS
@@ -77,7 +77,8 @@ def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, s
     assert len(manifest) == len(set(manifest)) == CHUNKS
     for member in (tmp_path / "reference" / "chaos" / "chunks").glob("*.gz"):
         assert (destination / "chaos" / "chunks" / member.name).read_bytes() == member.read_bytes()
-    assert all(path.read_bytes() == content for path, content in done_at_kill.items())
+    final = recipes_at(destination / "chaos")
+    assert all(final.get(chunk_id) == line for chunk_id, line in done_at_kill.items())
     status = run_status(flow_run_id)
     assert status.attempts == 2
     assert status.batches_redone <= 1
@@ -128,7 +129,8 @@ def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env:
     assert "time budget ends soon" in (tmp_path / "worker-1.log").read_text()
     assert 0 < len(done_at_drain) < DRAIN_CHUNKS
     assert check_job(destination / "drain").problems == []
-    assert all(path.read_bytes() == content for path, content in done_at_drain.items())
+    drained = recipes_at(destination / "drain")
+    assert all(drained.get(chunk_id) == line for chunk_id, line in done_at_drain.items())
     assert run_status(flow_run_id).batches_redone <= 1
 
 

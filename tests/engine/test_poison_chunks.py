@@ -201,7 +201,7 @@ def test_a_failed_batch_keeps_the_chunks_that_reached_the_destination(tmp_path: 
     settings = prepare_job(str(tmp_path / "out"), "job", "cpu", 6)
     [batch] = plan_job([str(make_chunks(tmp_path / "source", 3, 1000))], 10, 10**9).batches
     compress_batch(batch, settings)
-    (tmp_path / "out" / "job" / "chunks" / "part-00001.txt.recipe.json").unlink()
+    (tmp_path / "out" / "job" / "chunks" / "part-00001.txt.gz").unlink()
     result = salvage_batch(JOB_KIND, batch, settings, "the codec crashed")
     assert sorted(recipe.chunk_id for recipe in recipes_of(result)) == ["part-00000.txt", "part-00002.txt"]
     assert result.found_at_destination == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 from pytest_httpserver import HTTPServer
 
 from tasks.storage.gcs import GcsStore
-from tasks.storage.stores import StorageAccess
+from tasks.storage.stores import StorageAccess, read_bytes
 from tests.drive_server import FakeDrive, fake_drive
 from tests.gcs_emulator import BUCKET, gcs_emulator
 from tests.github_fake import serve_repository
@@ -98,7 +99,7 @@ def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_p
             kill(first, first_home)
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
         checkpointed = sum(1 for _ in bucket.list("jobs/remote/.checkpoints/batches"))
-        done_at_kill = sum(1 for info in bucket.list("jobs/remote/chunks") if info.key.endswith(".recipe.json"))
+        done_at_kill = sum(len(read_bytes(bucket, info.key).splitlines()) for info in bucket.list("jobs/remote/recipes"))
         assert batch * checkpointed <= done_at_kill < chunks
 
         second_home = tmp_path / "machine-2"
@@ -126,6 +127,16 @@ def count(drive: FakeDrive, wanted: Callable[[str], bool]) -> int:
                    if item.content is not None and not item.trashed and wanted(item.name))
 
 
+JOURNAL_NAME = re.compile(r"[0-9a-f]{40}\.jsonl")  # tasks.compression.outputs.journal_name
+
+
+def journaled_on(drive: FakeDrive) -> int:
+    """Chunks the recipe journals on the fake Drive mark done."""
+    with drive.lock:
+        return sum(len(item.content.splitlines()) for item in drive.files.values()
+                   if item.content is not None and not item.trashed and JOURNAL_NAME.fullmatch(item.name))
+
+
 def checkpoints_on(drive: FakeDrive) -> int:
     return count(drive, lambda name: name.startswith("batch-"))
 
@@ -148,7 +159,7 @@ def test_a_job_killed_on_one_machine_finishes_on_another_from_google_drive(tmp_p
             kill(first, first_home)
         wait_until(lambda: drive.busy == 0, 30, 0.01, "the fake Drive done with the killed machine's last request")
         checkpointed = checkpoints_on(drive)
-        done_at_kill = count(drive, lambda name: name.endswith(".recipe.json"))
+        done_at_kill = journaled_on(drive)
         assert batch * checkpointed <= done_at_kill < chunks, (checkpointed, done_at_kill)
 
         second_home = tmp_path / "machine-2"
