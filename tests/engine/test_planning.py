@@ -22,6 +22,13 @@ def fingerprint(index: int, size: int) -> ItemFingerprint:
     return ItemFingerprint(item_id=f"c{index}", uri=f"file:///c{index}", size=size, sha256="0" * 64)
 
 
+def test_batches_never_mix_groups_and_keep_each_group_in_order() -> None:
+    """Items of languages fr/en interleaved: each batch holds one group, in the items' order."""
+    items = [fingerprint(index, 1).model_copy(update={"group": "fr" if index % 2 else "en"}) for index in range(7)]
+    batches = plan_batches(items, batch_size=2, batch_bytes=10**9)
+    assert [[item.item_id for item in batch] for batch in batches] == [["c0", "c2"], ["c4", "c6"], ["c1", "c3"], ["c5"]]
+
+
 def test_batches_close_at_the_chunk_count() -> None:
     """Ten chunks in batches of four give 4, 4, 2, in order."""
     batches = plan_batches([fingerprint(i, 1) for i in range(10)], batch_size=4, batch_bytes=10**9)
