@@ -20,15 +20,6 @@ def build_job(source: Path, destination: Path, job: str = "job", batch_size: int
     return results
 
 
-def journal_lines(job_dir: Path) -> dict[str, bytes]:
-    """Every recipe line of a local job folder's journals, by chunk id: the chunks marked done."""
-    lines: dict[str, bytes] = {}
-    for journal in sorted((job_dir / "recipes").glob("*.jsonl")) if (job_dir / "recipes").is_dir() else []:
-        for line in journal.read_bytes().splitlines():
-            lines[Recipe.model_validate_json(line).chunk_id] = line
-    return lines
-
-
 def recipes_of(result: BatchResult) -> list[Recipe]:
     """The recipes of a compression batch's outputs."""
     return [recipe_of(output) for output in result.outputs]

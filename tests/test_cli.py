@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_chunks
-from tests.jobs import journal_lines
+from tests.pool import recipes_at
 from tests.servers import server_environment, wait_until
 
 COLABFLOW = [sys.executable, "-m", "flows.cli"]
@@ -120,7 +120,7 @@ def test_a_killed_run_resumes_redoing_only_what_was_unfinished(tmp_path: Path, c
     assert process.wait() == -signal.SIGKILL
     killed_attempt = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert len(killed_attempt) == 1 and killed_attempt[0]["seconds"] > 0
-    done_at_kill = len(journal_lines(tmp_path / "out" / "big"))
+    done_at_kill = len(recipes_at(tmp_path / "out" / "big"))
     assert 30 <= done_at_kill < 1200
 
     result = subprocess.run(command, env=client_env, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -108,15 +108,17 @@ class RecipeIndex:
     journaled: dict[str, Recipe]
     per_chunk: frozenset[str]
     damaged: tuple[str, ...] = ()
+    overlay: dict[str, Recipe] = field(default_factory=dict)
 
     def with_recipes(self, recipes: dict[str, Recipe]) -> RecipeIndex:
-        """This index, and `recipes` over it."""
-        return RecipeIndex(self.folder, {**self.journaled, **recipes}, self.per_chunk, self.damaged)
+        """This index with `recipes` (a batch's own journal) looked up first; the index itself is shared, not copied."""
+        return RecipeIndex(self.folder, self.journaled, self.per_chunk, self.damaged, recipes)
 
     def get(self, chunk_id: str) -> Recipe | None:
         """The chunk's recipe, or None when the folder has none; a damaged per-chunk recipe is named."""
-        if chunk_id in self.journaled:
-            return self.journaled[chunk_id]
+        found = self.overlay.get(chunk_id) or self.journaled.get(chunk_id)
+        if found is not None:
+            return found
         return read_recipe(self.folder, chunk_id) if chunk_id in self.per_chunk else None
 
 

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from tasks.engine.job_folder import open_job_location
 from tasks.engine.job_record import read_job_kind
+from tasks.engine.kinds import job_kind
 from tasks.engine.models import ItemFailure
 from tasks.storage.stores import StorageAccess
 
@@ -21,7 +22,5 @@ class JobCheck(BaseModel):
 
 def verify_job(job_location: str, access: StorageAccess = StorageAccess()) -> JobCheck:
     """Check every output of a job folder with the check its kind contributes."""
-    from tasks.engine.kinds import job_kind
-
     folder = open_job_location(job_location, access)
     return job_kind(read_job_kind(folder)).verify(folder, access)

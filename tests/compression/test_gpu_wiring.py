@@ -27,7 +27,7 @@ from tasks.errors import (
     is_retryable,
 )
 from tasks.storage.stores import StorageAccess
-from tests.jobs import journal_lines
+from tests.pool import recipes_at
 from tests.servers import server_environment
 
 ROOT = Path(__file__).parents[2]
@@ -64,7 +64,7 @@ def test_auto_on_a_cpu_leaves_cpu_recipes_telemetry_per_batch_and_a_ledger_line_
     out = tmp_path / "out"
     first = run(sample_source, out, codec="auto")
     assert (first.device, first.gpu_class, first.batches_total) == ("cpu", "cpu", 3)
-    recipes = journal_lines(out / "job")
+    recipes = recipes_at(out / "job")
     assert len(recipes) == 8 and {json.loads(line)["device"] for line in recipes.values()} == {"cpu"}
     telemetry = read_telemetry(str(out), StorageAccess(), "job")
     assert [(line.batch_index, line.device_name) for line in telemetry] == [(0, "cpu"), (1, "cpu"), (2, "cpu")]
