@@ -31,7 +31,7 @@ from typing import Any
 from tasks.compression.codecs import IsalGzipCodec
 from tasks.compression.gpu_thresholds import THRESHOLDS_KEY, record_threshold
 from tasks.compression.nvcomp_codec import NvcompGzipCodec, local_gpu_probe
-from tasks.engine.item_attempts import worker_count
+from tasks.engine.cores import core_count
 from tasks.storage.places import open_place
 
 Compress = Callable[[bytes], "bytes | bytearray"]
@@ -116,7 +116,7 @@ def restores(member: bytes, original: bytes) -> bool:
 
 def compress_in_parallel(codec: IsalGzipCodec, chunks: list[bytes]) -> list[bytes]:
     """The batch path of tasks/compression/kind.py: one thread per core maps the codec over the chunks."""
-    with ThreadPoolExecutor(worker_count()) as pool:
+    with ThreadPoolExecutor(core_count()) as pool:
         return list(pool.map(codec.compress, chunks))
 
 
@@ -229,7 +229,7 @@ def run_benchmark(mib: int, record_in: str | None = None) -> dict[str, Any]:
         "codec": single.library, "level": single.level, "mb_s": parallel.mb_s, "ratio": single.ratio,
         "zlib6_mb_s": zlib6.mb_s, "zlib6_ratio": zlib6.ratio, "speedup": round(parallel.mb_s / zlib6.mb_s, 2),
         "dominated_by": [r.name for r in results if r.mb_s > single.mb_s and r.ratio > single.ratio],
-        "single_thread_mb_s": single.mb_s, "workers": worker_count(), "mib": mib,
+        "single_thread_mb_s": single.mb_s, "workers": core_count(), "mib": mib,
         "chunks": len(chunks), "chunk_kib": CHUNK_BYTES // 1024,
         "results": [asdict(result) for result in results], "skipped": skipped, **measure_gpu(data, chunks, record_in),
     }

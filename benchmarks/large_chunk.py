@@ -3,7 +3,7 @@
 Run from the repo root: `python -m benchmarks.large_chunk` (`--size-mib 80` for a quick run).
 It writes one seeded chunk to a temporary folder (text from benchmarks.codec's mix and random
 blocks, written block by block), then, each in a fresh process, fingerprints it
-(`tasks.engine.planning.fingerprint_chunk`) and stores it (`tasks.compression.chunk_codec.compress_and_store` into a local
+(`tasks.engine.item_hashes.fingerprint_chunk`) and stores it (`tasks.compression.chunk_codec.compress_and_store` into a local
 destination). Baselines from the same run: a process that only imports colabflow (the memory
 floor) and gzip-stream's `GZIPCompressedStream` (stdlib zlib) at the same level. The stored
 member is checked with the system's `gzip -t` and `gzip -dc | sha256sum`. The last stdout line
@@ -32,10 +32,10 @@ from benchmarks.codec import SEED, json_logs, python_source
 from tasks.compression.chunk_codec import compress_and_store
 from tasks.compression.codecs import STREAM_BLOCK, IsalGzipCodec
 from tasks.compression.outputs import CHUNK_SUFFIX
-from tasks.engine.item_attempts import worker_count
+from tasks.engine.cores import core_count
 from tasks.engine.job_folder import open_job_folder
 from tasks.engine.models import ItemFingerprint, ItemRef
-from tasks.engine.planning import fingerprint_chunk
+from tasks.engine.item_hashes import fingerprint_chunk
 from tasks.storage.stores import StorageAccess
 
 Result = TypeVar("Result")
@@ -125,7 +125,7 @@ def machine() -> dict[str, Any]:
     """CPU model and the cores this process may use."""
     models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
               if line.startswith("model name")]
-    return {"cpu": models[0] if models else "unknown", "cores": worker_count()}
+    return {"cpu": models[0] if models else "unknown", "cores": core_count()}
 
 
 def run_benchmark(size: int, seed: int, scratch: Path) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 Run from the repo root: `python -m benchmarks.tree --files 10000 --json`.
 It copies every regular file of the running Python's stdlib (sources, `__pycache__` bytecode,
 test data; not site-packages) into a temporary tree, under `copy-0/`, then `copy-1/` and so on,
-until exactly `--files` files exist. Then it times, one after another, each after an `os.sync()`:
-the CLI of this checkout against a running Prefect server (after a tiny warm-up job), the same
-CLI cold (no PREFECT_API_URL: it starts its temporary server, in a PREFECT_HOME that one earlier
-cold warm-up call has already migrated), `gzip -6 -r` and `pigz -6 -r` on copies of the tree.
+until exactly `--files` files exist. Then, for `--rounds` rounds, it times one after another, each
+after an `os.sync()`: the CLI of this checkout against a running Prefect server (after a tiny
+warm-up job), `gzip -6 -r` and `pigz -6 -r` on copies of the tree. Times are the medians over the
+rounds. Last, once, the same CLI cold (no PREFECT_API_URL: it starts its temporary server, in a
+PREFECT_HOME that one earlier cold warm-up call has already migrated).
 Every `.gz` colabflow wrote must pass `gzip -t`, and each report must count every file compressed.
 With `--json` the last stdout line is one JSON object; everything is removed at the end.
 """
@@ -35,7 +36,7 @@ SKIPPED_FOLDERS = frozenset({"site-packages", "dist-packages"})
 # `gzip -r` leaves files with these endings alone (and exits 2), so they would not be compared.
 GZIP_SUFFIXES = (".gz", ".z", ".tgz", ".taz", "-gz", "-z", "_z")
 ARGUMENT_BYTES = 128 * 1024
-JOB_FOLDERS = (("out-warm", "tree-warm"), ("out-cold", "tree-cold"))
+COLD_JOB = "tree-cold"
 
 
 def list_files(source: Path) -> list[str]:
@@ -115,29 +116,54 @@ def gzip_test(job_dir: Path, files: int) -> bool:
 
 
 def time_tool(tool: str, tree: Path, copy: Path) -> float | None:
-    """Time `tool -6 -r` on a fresh copy of `tree`; None, with a note on stderr, when it is not installed."""
+    """Time `tool -6 -r` on a fresh copy of `tree`, then remove the copy; None when it is not installed."""
     if shutil.which(tool) is None:
-        print(f"note: {tool} is not on PATH, so {tool}_s and vs_{tool} are null "
-              f"(install it with `apt-get install -y {tool}`)", file=sys.stderr)
         return None
     shutil.copytree(tree, copy)
-    return timed_run([tool, "-6", "-r", str(copy)])[0]
-
-
-def time_warm(scratch: Path, tree: Path, files: int, warmup: Path) -> float:
-    """Time the CLI against a running server, after a warm-up job that pays the first-start costs."""
-    home = scratch / "prefect-warm"
-    with prefect_server(home) as api_url:
-        env = server_environment(home, api_url)
-        run_compress(warmup, WARMUP_FILES, scratch / "out-warm", "warmup", env)
-        return run_compress(tree, files, scratch / "out-warm", "tree-warm", env)
+    try:
+        return timed_run([tool, "-6", "-r", str(copy)])[0]
+    finally:
+        shutil.rmtree(copy)
 
 
 def time_cold(scratch: Path, tree: Path, files: int, warmup: Path) -> float:
     """Time the CLI with its own temporary server, in a PREFECT_HOME that one warm-up call has migrated."""
     env = server_environment(scratch / "prefect-cold")
     run_compress(warmup, WARMUP_FILES, scratch / "out-cold", "warmup", env)
-    return run_compress(tree, files, scratch / "out-cold", "tree-cold", env)
+    return run_compress(tree, files, scratch / "out-cold", COLD_JOB, env)
+
+
+def warm_job(round_number: int) -> str:
+    """The job name of one round's run against the running server."""
+    return f"tree-warm-{round_number}"
+
+
+def time_rounds(scratch: Path, tree: Path, files: int, warmup: Path, rounds: int) -> list[dict[str, float | None]]:
+    """Each round times colabflow against a running server, `gzip -6 -r` and `pigz -6 -r`.
+
+    The machine is shared and its speed drifts (the same run took 7.6 to 11.9 s within minutes),
+    so the tools alternate, and each round starts with the next one. The server stays up between
+    rounds, idle while gzip and pigz run.
+    """
+    home = scratch / "prefect-warm"
+    timings: list[dict[str, float | None]] = []
+    with prefect_server(home) as api_url:
+        env = server_environment(home, api_url)
+        run_compress(warmup, WARMUP_FILES, scratch / "out-warm", "warmup", env)
+        runs = {
+            "colabflow": lambda number: run_compress(tree, files, scratch / "out-warm", warm_job(number), env),
+            "gzip": lambda number: time_tool("gzip", tree, scratch / "gzip"),
+            "pigz": lambda number: time_tool("pigz", tree, scratch / "pigz"),
+        }
+        for round_number in range(rounds):
+            timings.append({tool: runs[tool](round_number) for tool in rotated(list(runs), round_number)})
+    return timings
+
+
+def rotated(tools: list[str], round_number: int) -> list[str]:
+    """The tools in the order a round runs them: each round starts one further along, so none is always first."""
+    shift = round_number % len(tools)
+    return tools[shift:] + tools[:shift]
 
 
 def rounded(seconds: float | None) -> float | None:
@@ -145,27 +171,43 @@ def rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
 
+def median_of(timings: list[dict[str, float | None]], tool: str) -> float | None:
+    """The median time of `tool` over the rounds; None when it is not installed."""
+    values = [timing[tool] for timing in timings]
+    return None if None in values else statistics.median(value for value in values if value is not None)
+
+
 def ratio(baseline: float | None, ours: float) -> float | None:
     """How many times longer the baseline took than colabflow; None without a baseline."""
     return None if baseline is None else round(baseline / ours, 3)
 
 
-def measure(scratch: Path, files: int) -> dict[str, Any]:
-    """Build the tree, time colabflow warm and cold, gzip and pigz, and check colabflow's output."""
+def measure(scratch: Path, files: int, rounds: int) -> dict[str, Any]:
+    """Build the tree, time `rounds` rounds of colabflow, gzip and pigz, then colabflow cold; check the output.
+
+    Times are medians over the rounds; the ratios divide the medians.
+    """
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     tree, warmup = scratch / "tree", scratch / "warmup"
     sizes = [path.stat().st_size for path in build_tree(stdlib, tree, files)]
     build_tree(stdlib, warmup, WARMUP_FILES)
-    colabflow_s = time_warm(scratch, tree, files, warmup)
+    for tool in ("gzip", "pigz"):
+        if shutil.which(tool) is None:
+            print(f"note: {tool} is not on PATH, so {tool}_s and vs_{tool} are null "
+                  f"(install it with `apt-get install -y {tool}`)", file=sys.stderr)
+    timings = time_rounds(scratch, tree, files, warmup, rounds)
     cold_s = time_cold(scratch, tree, files, warmup)
-    gzip_s = time_tool("gzip", tree, scratch / "gzip")
-    pigz_s = time_tool("pigz", tree, scratch / "pigz")
-    gzip_t_ok = all(gzip_test(scratch / folder / job, files) for folder, job in JOB_FOLDERS)
+    jobs = [scratch / "out-warm" / warm_job(number) for number in range(rounds)] + [scratch / "out-cold" / COLD_JOB]
+    gzip_t_ok = all(gzip_test(job_dir, files) for job_dir in jobs)
+    colabflow_s = median_of(timings, "colabflow")
+    assert colabflow_s is not None
+    gzip_s, pigz_s = median_of(timings, "gzip"), median_of(timings, "pigz")
     return {
-        "files": files, "bytes": sum(sizes), "median_file_bytes": statistics.median_low(sizes),
+        "files": files, "bytes": sum(sizes), "median_file_bytes": statistics.median_low(sizes), "rounds": rounds,
         "colabflow_s": round(colabflow_s, 3), "cold_s": round(cold_s, 3),
         "gzip_s": rounded(gzip_s), "pigz_s": rounded(pigz_s),
         "vs_gzip": ratio(gzip_s, colabflow_s), "vs_pigz": ratio(pigz_s, colabflow_s),
+        "colabflow_rounds_s": [rounded(timing["colabflow"]) for timing in timings],
         "gzip_t_ok": gzip_t_ok, "cpu_count": len(os.sched_getaffinity(0)),
     }
 
@@ -174,12 +216,15 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the options, run the benchmark, print the figures (with --json as one JSON line)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10000, help="number of files in the tree (default 10000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of colabflow, gzip and pigz; medians are reported (default 3)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
     args = parser.parse_args(argv)
     if args.files < 1:
         parser.error(f"need --files >= 1, got {args.files}")
+    if args.rounds < 1:
+        parser.error(f"need --rounds >= 1, got {args.rounds}")
     with tempfile.TemporaryDirectory(prefix="colabflow-tree-") as scratch:
-        figures = measure(Path(scratch), args.files)
+        figures = measure(Path(scratch), args.files, args.rounds)
     for name, value in figures.items():
         print(f"{name:<20}{value}")
     if args.json:

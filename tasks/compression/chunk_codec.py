@@ -21,10 +21,12 @@ from typing import BinaryIO
 from tasks.compression.codecs import Codec
 from tasks.compression.models import Recipe
 from tasks.compression.outputs import put_member
+from tasks.engine.item_attempts import attempt_item
 from tasks.engine.job_folder import JobFolder
-from tasks.engine.models import ItemFingerprint
+from tasks.engine.models import ItemFailure, ItemFingerprint
 from tasks.engine.sources import open_chunk, read_chunk
 from tasks.errors import ChunkChangedError
+from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import StorageAccess, file_digests
 
 COLABFLOW_VERSION = version("colabflow")
@@ -122,6 +124,14 @@ def compress_and_store(chunk: ItemFingerprint, codec: Codec, folder: JobFolder, 
             recipe = compress_chunk_stream(chunk, source, codec, member_path)
         put_member(folder, chunk.item_id, member_path)
     return recipe
+
+
+def compress_each(
+    codec: Codec, folder: JobFolder, access: StorageAccess, policy: RetryPolicy, chunks: list[ItemFingerprint]
+) -> list[Recipe | ItemFailure]:
+    """Compress and store chunks one after another: a core's share of a batch (tasks/engine/cores.py)."""
+    return [attempt_item(chunk.item_id, lambda: compress_and_store(chunk, codec, folder, access), policy)
+            for chunk in chunks]
 
 
 @dataclass(frozen=True)

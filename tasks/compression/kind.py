@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -24,6 +24,7 @@ from tasks.compression.chunk_codec import (
     STREAM_THRESHOLD,
     Pending,
     compress_and_store,
+    compress_each,
     compress_together,
     read_verified,
 )
@@ -45,6 +46,7 @@ from tasks.compression.outputs import (
     write_journal,
 )
 from tasks.compression.restore import check_folder
+from tasks.engine.cores import file_weight, map_on_cores, worth_spreading
 from tasks.engine.item_attempts import attempt_item, io_thread_count, item_retry_policy
 from tasks.engine.job_folder import (
     JobFolder,
@@ -62,6 +64,8 @@ from tasks.engine.models import (
 )
 from tasks.engine.verify import JobCheck
 from tasks.gpu.oom_backoff import BatchSizeMemory
+from tasks.storage.local import LocalStore
+from tasks.storage.locations import is_local
 from tasks.storage.places import open_place
 from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import StorageAccess
@@ -135,33 +139,83 @@ def compress_batch_with(
 ) -> BatchResult:
     """`compress_batch` with its codec, job folder and per-chunk retry policy given.
 
-    A CPU codec compresses each chunk in its own thread. A GPU codec gets every in-memory chunk
-    of the batch in one call, so the GPU sees a batch, not one chunk at a time.
+    A batch of local chunks for a CPU codec into a local folder is shared among worker processes,
+    one per core (tasks/engine/cores.py). Otherwise each chunk gets a thread, which hides a
+    remote store's latency, and a GPU codec gets every in-memory chunk of the batch in one call,
+    so the GPU sees a batch, not one chunk at a time.
     """
-    together = codec.device != "cpu"
     chunk_policy = policy or item_retry_policy()
-    output = (codec.name, codec.version, codec.level)
     index = run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
+    if spreads_on_cores(batch, codec, folder):
+        outcomes = compress_on_cores(batch, codec, folder, index, settings.access, chunk_policy)
+    else:
+        outcomes = compress_in_threads(batch, codec, folder, index, settings.access, chunk_policy)
+    write_journal(folder, batch, [item[0] for item in outcomes if isinstance(item, tuple)])
+    return BatchResult(
+        outputs=[recipe_output(item[0], member_name(item[0].chunk_id)) for item in outcomes if isinstance(item, tuple)],
+        failures=[item for item in outcomes if isinstance(item, ItemFailure)],
+        found_at_destination=[item[0].chunk_id for item in outcomes if isinstance(item, tuple) and item[1]],
+    )
+
+
+Outcome = tuple[Recipe, bool] | ItemFailure
+"""A chunk's recipe and whether the folder already held it, or its failure."""
+
+
+def spreads_on_cores(batch: list[ItemFingerprint], codec: Codec, folder: JobFolder) -> bool:
+    """Whether the batch goes to worker processes: CPU work on local files, enough of it to pay."""
+    return (
+        codec.device == "cpu" and isinstance(folder.store, LocalStore) and worth_spreading(len(batch))
+        and all(is_local(chunk.uri) for chunk in batch)
+    )
+
+
+def compress_on_cores(
+    batch: list[ItemFingerprint], codec: Codec, folder: JobFolder, index: RecipeIndex, access: StorageAccess,
+    policy: RetryPolicy,
+) -> list[Outcome]:
+    """Skip the chunks the folder holds, then compress the rest in worker processes, one slice per core."""
+    output = (codec.name, codec.version, codec.level)
+    found = [attempt_item(chunk.item_id, lambda: finished_recipe(index, folder, chunk, output), policy) for chunk in batch]
+    todo = [chunk for chunk, existing in zip(batch, found) if existing is None]
+    done = iter(map_on_cores(partial(compress_each, codec, folder, access, policy), todo, file_weight))
+    outcomes: list[Outcome] = []
+    for existing in found:
+        if existing is None:
+            compressed = next(done)
+            outcomes.append(compressed if isinstance(compressed, ItemFailure) else (compressed, False))
+        else:
+            outcomes.append(existing if isinstance(existing, ItemFailure) else (existing, True))
+    return outcomes
+
+
+def compress_in_threads(
+    batch: list[ItemFingerprint], codec: Codec, folder: JobFolder, index: RecipeIndex, access: StorageAccess,
+    policy: RetryPolicy,
+) -> list[Outcome]:
+    """Each chunk in a thread; a GPU codec compresses the batch's in-memory chunks in one call."""
+    together = codec.device != "cpu"
+    output = (codec.name, codec.version, codec.level)
 
     def work(chunk: ItemFingerprint) -> tuple[Recipe, bool] | Pending:
         existing = finished_recipe(index, folder, chunk, output)
         if existing is not None:
             return existing, True
         if together and chunk.size <= STREAM_THRESHOLD:
-            return Pending(chunk, read_verified(chunk, settings.access))
-        return compress_and_store(chunk, codec, folder, settings.access), False
+            return Pending(chunk, read_verified(chunk, access))
+        return compress_and_store(chunk, codec, folder, access), False
 
-    def process(chunk: ItemFingerprint) -> tuple[Recipe, bool] | ItemFailure | Pending:
-        return attempt_item(chunk.item_id, lambda: work(chunk), chunk_policy)
+    def process(chunk: ItemFingerprint) -> Outcome | Pending:
+        return attempt_item(chunk.item_id, lambda: work(chunk), policy)
 
-    def store(compressed: tuple[bytes, Recipe]) -> tuple[Recipe, bool] | ItemFailure:
+    def store(compressed: tuple[bytes, Recipe]) -> Outcome:
         member, recipe = compressed
 
         def put() -> tuple[Recipe, bool]:
             put_member(folder, recipe.chunk_id, member)
             return recipe, False
 
-        return attempt_item(recipe.chunk_id, put, chunk_policy)
+        return attempt_item(recipe.chunk_id, put, policy)
 
     with ThreadPoolExecutor(min(io_thread_count(), len(batch))) as pool:
         outcomes = list(pool.map(process, batch))
@@ -169,12 +223,7 @@ def compress_batch_with(
         if pending:
             stored = iter(list(pool.map(store, compress_together(pending, codec))))
             outcomes = [next(stored) if isinstance(item, Pending) else item for item in outcomes]
-    write_journal(folder, batch, [item[0] for item in outcomes if isinstance(item, tuple)])
-    return BatchResult(
-        outputs=[recipe_output(item[0], member_name(item[0].chunk_id)) for item in outcomes if isinstance(item, tuple)],
-        failures=[item for item in outcomes if isinstance(item, ItemFailure)],
-        found_at_destination=[item[0].chunk_id for item in outcomes if isinstance(item, tuple) and item[1]],
-    )
+    return [item for item in outcomes if not isinstance(item, Pending)]
 
 
 class CompressionKind:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
+from tasks.engine.cores import core_count
 from tasks.engine.models import ItemFailure
 from tasks.errors import ColabflowError, RemoteUnavailableError, is_retryable
 from tasks.storage.retries import IO_RETRY_DELAYS, RetryPolicy
@@ -23,11 +24,6 @@ ITEM_ATTEMPTS = len(IO_RETRY_DELAYS)
 ITEM_RETRY_SECONDS_VARIABLE = "COLABFLOW_ITEM_RETRY_SECONDS"
 
 
-def worker_count() -> int:
-    """Threads to use: one per core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def io_thread_count() -> int:
     """Threads for reading, hashing and writing items: four per core, at least eight.
 
@@ -35,7 +31,7 @@ def io_thread_count() -> int:
     than cores keep the cores busy while writes reach the disk (0.41 ms per 64 KiB file with one
     thread, 0.16 ms with eight, on the benchmark machine).
     """
-    return max(8, 4 * worker_count())
+    return max(8, 4 * core_count())
 
 
 def item_retry_policy() -> RetryPolicy:

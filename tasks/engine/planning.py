@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -16,7 +14,7 @@ from tasks.engine.fingerprints import (
     reuse_fingerprints,
     write_fingerprints,
 )
-from tasks.engine.item_attempts import attempt_item, io_thread_count, item_retry_policy
+from tasks.engine.item_hashes import fingerprint_chunks
 from tasks.engine.job_folder import job_folder
 from tasks.engine.models import (
     ItemFailure,
@@ -25,40 +23,9 @@ from tasks.engine.models import (
     JobPlan,
     JobSettings,
 )
-from tasks.engine.sources import list_sources, open_chunk
+from tasks.engine.sources import list_sources
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
-from tasks.storage.stores import READ_BLOCK, StorageAccess
-
-
-def fingerprint_chunk(ref: ItemRef, access: StorageAccess = StorageAccess()) -> ItemFingerprint:
-    """Stream a chunk and return it with its sha256 and actual size."""
-    digest, size = hashlib.sha256(), 0
-    with open_chunk(ref.uri, access) as stream:
-        while block := stream.read(READ_BLOCK):
-            digest.update(block)
-            size += len(block)
-    version = ref.version if size == ref.size else None
-    return ItemFingerprint(item_id=ref.item_id, uri=ref.uri, size=size, version=version, sha256=digest.hexdigest())
-
-
-def fingerprint_chunks(
-    refs: list[ItemRef], access: StorageAccess = StorageAccess()
-) -> tuple[list[ItemFingerprint], list[ItemFailure]]:
-    """Fingerprint chunks on every core; a chunk that cannot be read becomes a failure, in input order.
-
-    Transient errors are retried per chunk (`item_retry_policy`), so one bad chunk never fails
-    the plan.
-    """
-    policy = item_retry_policy()
-
-    def attempt(ref: ItemRef) -> ItemFingerprint | ItemFailure:
-        return attempt_item(ref.item_id, lambda: fingerprint_chunk(ref, access), policy)
-
-    with ThreadPoolExecutor(io_thread_count()) as pool:
-        outcomes = list(pool.map(attempt, refs))
-    fingerprints = [item for item in outcomes if isinstance(item, ItemFingerprint)]
-    failures = [item for item in outcomes if isinstance(item, ItemFailure)]
-    return fingerprints, failures
+from tasks.storage.stores import StorageAccess
 
 
 def plan_batches(

@@ -12,6 +12,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, Protocol
+from urllib.parse import quote_from_bytes
 
 from tasks.engine.fingerprints import local_version
 from tasks.engine.item_ids import validate_item_id
@@ -22,6 +23,7 @@ from tasks.errors import (
     MissingObjectError,
     SourceNotFoundError,
 )
+from tasks.storage.local import walk_files
 from tasks.storage.locations import LOCAL_SCHEMES, local_path, open_location, scheme_of
 from tasks.storage.places import READABLE_SCHEMES, Place, open_place, relative_key
 from tasks.storage.stores import ObjectInfo, StorageAccess
@@ -49,13 +51,12 @@ class LocalSource:
         listed_at = time.time()
         if self.path.is_file():
             return _refs_for([_local_entry(self.path.name, self.path, listed_at)])
-        found: list[tuple[str, str, int, str | None]] = []
-        for directory, subdirectories, files in os.walk(self.path):
-            subdirectories.sort()
-            for name in sorted(files):
-                file_path = Path(directory, name)
-                if file_path.is_file():
-                    found.append(_local_entry(file_path.relative_to(self.path).as_posix(), file_path, listed_at))
+        root_uri = self.path.absolute().as_uri().rstrip("/")
+        found = []
+        for chunk_id, entry in walk_files(self.path):
+            stat = entry.stat()
+            uri = f"{root_uri}/{quote_from_bytes(os.fsencode(chunk_id))}"
+            found.append((chunk_id, uri, stat.st_size, local_version(stat, listed_at)))
         return _refs_for(found)
 
 

@@ -20,6 +20,11 @@ def scheme_of(location: str) -> str:
     return urlsplit(location).scheme
 
 
+def is_local(location: str) -> bool:
+    """Whether a location is on this machine: a plain path or a `file://` URI (the common case first)."""
+    return location.startswith("file://") or scheme_of(location) in LOCAL_SCHEMES
+
+
 def local_path(location: str) -> Path:
     """Turn a plain path or a `file://` URI into a path."""
     parts = urlsplit(location)

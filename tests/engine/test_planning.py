@@ -13,7 +13,8 @@ from tasks.engine.item_attempts import (
     item_retry_policy,
 )
 from tasks.engine.models import ItemFailure, ItemFingerprint, ItemRef
-from tasks.engine.planning import fingerprint_chunks, plan_batches, plan_job
+from tasks.engine.item_hashes import fingerprint_chunks
+from tasks.engine.planning import plan_batches, plan_job
 from tasks.errors import RemoteUnavailableError
 from tasks.storage.retries import RetryPolicy
 

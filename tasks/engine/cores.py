@@ -1,0 +1,158 @@
+"""CPU-bound work on every core, in worker processes, for items on local disk.
+
+Threads share one interpreter lock. Per item of a local job, Python's own work (ids, paths,
+records) takes about as long as the compression and file creation that release the lock, so
+8 threads on 2 cores ran a batch of small files slower than one thread did (docs/benchmarks.md,
+tree). Worker processes do not share the lock. Remote stores keep their threads: there the time
+is spent waiting on the network.
+
+The workers are plain `python -m tasks.engine.core_worker` children, one per core, started on
+first use and kept for the life of the process. `multiprocessing`'s spawn would import the
+caller's main script again in every worker, which runs the script's top level a second time
+unless it is guarded by `if __name__ == "__main__"`; fork would copy Prefect's threads' locks.
+A worker reads its own work from a pipe and exits when the pipe closes, so it dies with the
+process that owns it. A worker that dies is replaced on the next call; the call that saw it fails.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from tasks.errors import ColabflowError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CORES_VARIABLE = "COLABFLOW_CORES"
+MIN_ITEMS_PER_CORE = 16
+# A file's fixed cost (open, create, hash, record) is about what compressing 128 KiB costs.
+FILE_COST_BYTES = 128 * 1024
+
+
+class HasSize(Protocol):
+    @property
+    def size(self) -> int: ...
+
+
+class CoreWorkerError(ColabflowError, RuntimeError):
+    """A worker process died while it held part of a batch."""
+
+
+def core_count() -> int:
+    """Cores this process may use, or `COLABFLOW_CORES` when set (1 keeps all work in this process)."""
+    configured = os.environ.get(CORES_VARIABLE)
+    if configured:
+        return max(1, int(configured))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worth_spreading(item_count: int) -> bool:
+    """Whether `item_count` items are enough to pay for handing them to worker processes."""
+    return core_count() > 1 and item_count >= MIN_ITEMS_PER_CORE * core_count()
+
+
+def split_evenly(items: Sequence[T], parts: int, weight: Callable[[T], int] = lambda item: 1) -> list[list[T]]:
+    """`items` cut into at most `parts` consecutive slices of about equal total `weight`, none empty."""
+    count = max(1, min(parts, len(items)))
+    total = sum(weight(item) for item in items)
+    slices: list[list[T]] = [[] for _ in range(count)]
+    running = 0
+    for position, item in enumerate(items):
+        index = min(count - 1, running * count // max(total, 1), position)
+        index = max(index, count - (len(items) - position))
+        slices[index].append(item)
+        running += weight(item)
+    return slices
+
+
+def file_weight(item: HasSize) -> int:
+    """The weight of a file item for `map_on_cores`: its bytes plus its fixed cost."""
+    return item.size + FILE_COST_BYTES
+
+
+class _Worker:
+    """One child process that runs `function(argument)` pairs read from its stdin."""
+
+    def __init__(self) -> None:
+        paths = [path or os.getcwd() for path in sys.path]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tasks.engine.core_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        )
+
+    def send(self, function: Callable[[Any], Any], argument: Any) -> None:
+        assert self.process.stdin is not None
+        try:
+            pickle.dump((function, argument), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise self._died() from None
+
+    def receive(self) -> tuple[bool, Any]:
+        """Whether the call returned, and its result or the exception it raised."""
+        assert self.process.stdout is not None
+        try:
+            reply: tuple[bool, Any] = pickle.load(self.process.stdout)
+        except EOFError:
+            raise self._died() from None
+        return reply
+
+    def _died(self) -> CoreWorkerError:
+        return CoreWorkerError(
+            f"worker process {self.process.pid} exited with {self.process.wait()} while it held part of a batch "
+            "(killed, or out of memory); what it finished is kept, and a rerun does the rest"
+        )
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_workers: list[_Worker] = []
+_workers_lock = threading.Lock()
+
+
+def map_on_cores(
+    function: Callable[[list[T]], list[R]], items: Sequence[T], weight: Callable[[T], int] = lambda item: 1
+) -> list[R]:
+    """`function` over `items`, one slice per core in worker processes; results in the items' order.
+
+    Each slice holds about the same total `weight` (bytes, say), so the cores finish together.
+
+    `function` must be importable by name from a module that does not import Prefect (a worker
+    imports it), and take and return picklable values. Callers take turns.
+    """
+    with _workers_lock:
+        slices = split_evenly(items, core_count(), weight)
+        while len(_workers) < len(slices):
+            _workers.append(_Worker())
+        workers = _workers[:len(slices)]
+        try:
+            for worker, part in zip(workers, slices):
+                worker.send(function, part)
+            replies = [worker.receive() for worker in workers]
+        except CoreWorkerError:
+            _close_workers()
+            raise
+    for succeeded, value in replies:
+        if not succeeded:
+            raise value
+    return [result for _, part in replies for result in part]
+
+
+@atexit.register
+def _close_workers() -> None:
+    while _workers:
+        _workers.pop().close()
