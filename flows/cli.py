@@ -18,8 +18,11 @@ from pydantic import ValidationError
 from deployments.durations import parse_duration
 from tasks.compression.codecs import require_codec
 from tasks.compression.parameters import CompressJob
+from tasks.engine.cores import start_on_cores
+from tasks.engine.item_hashes import hash_ahead
 from tasks.engine.parameters import GitHubDispatchCallback, WebhookCallback
 from tasks.errors import ColabflowError
+from tasks.storage.locations import is_local
 from tasks.storage.stores import StorageAccess
 
 if TYPE_CHECKING:
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 # A first run on an empty PREFECT_HOME migrates the database before the temporary server
 # answers; Prefect's default 20 s wait is too short for that on a small machine.
 EPHEMERAL_STARTUP_SECONDS = "180"
+# What a local compression job runs on the cores: hashing for its plan, then compressing.
+LOCAL_WORK_MODULES = ["tasks.engine.item_hashes", "tasks.compression.chunk_codec"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--job", required=True, help="job name: letters, digits, '.', '_', '-'")
     compress.add_argument("--level", type=int, default=6, help="gzip level 0-9 (default 6)")
     compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
-    compress.add_argument("--batch-size", type=int, default=256, help="most chunks per batch (default 256)")
+    compress.add_argument("--batch-size", type=int, default=1024, help="most chunks per batch (default 1024)")
     compress.add_argument("--batch-bytes", type=int, default=64 * 1024 * 1024, help="most bytes per batch")
     compress.add_argument("--task-runs", type=int, default=64, help="most task runs the batches are spread over (default 64)")
     compress.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
@@ -130,6 +135,10 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
 def run_compress(arguments: argparse.Namespace) -> int:
     request = compress_request(arguments)
     require_codec(request.codec)
+    if all(is_local(location) for location in [*request.source, request.destination]):
+        start_on_cores(LOCAL_WORK_MODULES)  # the workers start, and hash, while Prefect is imported
+        if not request.refresh_checkpoints:
+            hash_ahead(request.source, request.access)
     from flows.compress_chunks import compress_chunks
 
     report = compress_chunks(request)

@@ -37,7 +37,7 @@ class CompressJob(BaseModel):
     job: str = Field(pattern=JOB_NAME_PATTERN, description="Job name: letters, digits, '.', '_', '-'.")
     codec: CodecChoice = Field(default="auto", description="auto picks the GPU when usable, else the CPU.")
     level: int = Field(default=6, ge=0, le=9, description="gzip level 0-9; 0 stores without compressing.")
-    batch_size: int = Field(default=256, ge=1, le=100_000, description="Most chunks in one batch.")
+    batch_size: int = Field(default=1024, ge=1, le=100_000, description="Most chunks in one batch.")
     batch_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="Most bytes in one batch (one oversized chunk still runs alone)."
     )

@@ -8,11 +8,19 @@ worker ends when its parent closes the pipe.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import signal
 import sys
 from typing import BinaryIO
+
+
+def import_modules(names: list[str]) -> list[str]:
+    """Import modules ahead of the work that needs them; returns their names."""
+    for name in names:
+        importlib.import_module(name)
+    return names
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
+from tasks.engine.core_worker import import_modules
 from tasks.errors import ColabflowError
 
 T = TypeVar("T")
@@ -86,6 +87,7 @@ class _Worker:
             [sys.executable, "-m", "tasks.engine.core_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
         )
+        self.unread = 0  # replies to requests nobody waits for (imports ahead of time)
 
     def send(self, function: Callable[[Any], Any], argument: Any) -> None:
         assert self.process.stdin is not None
@@ -96,9 +98,12 @@ class _Worker:
             raise self._died() from None
 
     def receive(self) -> tuple[bool, Any]:
-        """Whether the call returned, and its result or the exception it raised."""
+        """Whether the last call returned, and its result or the exception it raised."""
         assert self.process.stdout is not None
         try:
+            while self.unread:
+                pickle.load(self.process.stdout)
+                self.unread -= 1
             reply: tuple[bool, Any] = pickle.load(self.process.stdout)
         except EOFError:
             raise self._died() from None
@@ -150,6 +155,25 @@ def map_on_cores(
         if not succeeded:
             raise value
     return [result for _, part in replies for result in part]
+
+
+def start_on_cores(modules: list[str]) -> None:
+    """Start the workers now and have them import `modules`, without waiting for either.
+
+    A caller about to spend seconds of its own (importing Prefect, say) calls this first, so the
+    workers are ready when the work arrives. A failed import shows when the work arrives.
+    """
+    if core_count() < 2:
+        return
+    with _workers_lock:
+        while len(_workers) < core_count():
+            worker = _Worker()
+            _workers.append(worker)
+            try:
+                worker.send(import_modules, modules)
+            except CoreWorkerError:
+                continue
+            worker.unread += 1
 
 
 @atexit.register

@@ -1,22 +1,28 @@
 """Reading items to learn their sha256 and size: the fingerprints that checkpoint keys are made of.
 
 Local files are hashed in worker processes, one share per core (tasks/engine/cores.py); remote
-items in threads, which wait on the network together.
+items in threads, which wait on the network together. The command line can start this ahead of
+the plan (`hash_ahead`), while Prefect is still being imported.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from tasks.engine.cores import file_weight, map_on_cores, worth_spreading
+from tasks.engine.fingerprints import FingerprintCache, cache_of
 from tasks.engine.item_attempts import attempt_item, io_thread_count, item_retry_policy
 from tasks.engine.models import ItemFailure, ItemFingerprint, ItemRef
-from tasks.engine.sources import open_chunk
+from tasks.engine.sources import list_sources, open_chunk
 from tasks.storage.locations import is_local
 from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import READ_BLOCK, StorageAccess
+
+logger = logging.getLogger("colabflow.plan")
 
 
 def fingerprint_chunk(ref: ItemRef, access: StorageAccess = StorageAccess()) -> ItemFingerprint:
@@ -52,3 +58,48 @@ def fingerprint_chunks(
     fingerprints = [item for item in outcomes if isinstance(item, ItemFingerprint)]
     failures = [item for item in outcomes if isinstance(item, ItemFailure)]
     return fingerprints, failures
+
+
+class _HashingAhead:
+    """Sources listed and hashed in the background, before the plan that needs them is made."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.cache = FingerprintCache()
+
+    def start(self, sources: list[str], access: StorageAccess) -> None:
+        def work() -> None:
+            try:
+                refs, _ = list_sources(sources, access)
+                fingerprints, _ = fingerprint_chunks(refs, access)
+                self.cache = cache_of(fingerprints)
+            except Exception:  # noqa: BLE001 - only a head start: the plan lists and reports for itself
+                logger.debug("hashing ahead of the plan failed; the plan reads the sources itself", exc_info=True)
+
+        self.thread = threading.Thread(target=work, name="colabflow-hash-ahead", daemon=True)
+        self.thread.start()
+
+    def take(self) -> FingerprintCache:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        cache, self.cache = self.cache, FingerprintCache()
+        return cache
+
+
+_AHEAD = _HashingAhead()
+
+
+def hash_ahead(sources: list[str], access: StorageAccess = StorageAccess()) -> None:
+    """Start listing and hashing `sources` now, in the background, for a plan this process makes soon.
+
+    The command line calls it before it imports Prefect, which takes seconds on one core. The
+    plan takes these fingerprints as it takes the job's fingerprint cache (`take_ahead`): only
+    for a file whose version, listed again, is unchanged.
+    """
+    _AHEAD.start(sources, access)
+
+
+def take_ahead() -> FingerprintCache:
+    """The fingerprints `hash_ahead` found (waiting for it to finish), once; empty if it was not started."""
+    return _AHEAD.take()

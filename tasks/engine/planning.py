@@ -14,7 +14,7 @@ from tasks.engine.fingerprints import (
     reuse_fingerprints,
     write_fingerprints,
 )
-from tasks.engine.item_hashes import fingerprint_chunks
+from tasks.engine.item_hashes import fingerprint_chunks, take_ahead
 from tasks.engine.job_folder import job_folder
 from tasks.engine.models import (
     ItemFailure,
@@ -53,13 +53,17 @@ def plan_batches(
 
 def plan_job(
     sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess = StorageAccess(),
-    cache: FingerprintCache = FingerprintCache(),
+    cache: FingerprintCache = FingerprintCache(), hashed_ahead: FingerprintCache = FingerprintCache(),
 ) -> JobPlan:
-    """List and validate every chunk, fingerprint those the cache does not know, then batch them."""
+    """List and validate every chunk, fingerprint those the cache does not know, then batch them.
+
+    Chunks `hashed_ahead` in this run count as read, though the plan takes their fingerprints.
+    """
     refs, invalid = list_sources(sources, access)
     known = reuse_fingerprints(refs, cache)
-    fresh, unreadable = fingerprint_chunks([ref for ref in refs if ref.uri not in known], access)
-    by_uri = {**known, **{chunk.uri: chunk for chunk in fresh}}
+    ahead = reuse_fingerprints([ref for ref in refs if ref.uri not in known], hashed_ahead)
+    fresh, unreadable = fingerprint_chunks([ref for ref in refs if ref.uri not in known and ref.uri not in ahead], access)
+    by_uri = {**known, **ahead, **{chunk.uri: chunk for chunk in fresh}}
     fingerprints = [by_uri[ref.uri] for ref in refs if ref.uri in by_uri]
     return JobPlan(
         batches=plan_batches(fingerprints, batch_size, batch_bytes),
@@ -71,10 +75,13 @@ def plan_job(
 
 def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings,
                         refresh: bool) -> JobPlan:
-    """`plan_job` with the job's fingerprint cache, read before and rewritten when it changed (ignored on refresh)."""
+    """`plan_job` with the job's fingerprint cache, read before and rewritten when it changed (ignored on refresh).
+
+    Fingerprints hashed ahead of the plan in this process (`hash_ahead`) are used where the file is unchanged.
+    """
     folder = job_folder(settings)
     cache = FingerprintCache() if refresh else read_fingerprints(folder)
-    plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache)
+    plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache, take_ahead())
     current = cache_of([chunk for batch in plan.batches for chunk in batch])
     if current != cache:
         write_fingerprints(folder, current)

@@ -17,7 +17,7 @@ def test_defaults_are_the_embedded_ones() -> None:
     """A source and a job name are enough; the rest defaults to local, CPU-or-GPU, level 6."""
     job = CompressJob(source="data", job="corpus-2026.11_a")  # type: ignore[arg-type]
     assert job.source == ["data"]
-    assert (job.destination, job.codec, job.level, job.batch_size) == ("./colabflow-data", "auto", 6, 256)
+    assert (job.destination, job.codec, job.level, job.batch_size) == ("./colabflow-data", "auto", 6, 1024)
 
 
 @pytest.mark.parametrize(
