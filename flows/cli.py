@@ -1,6 +1,6 @@
 """The `colabflow` command: parse arguments, call a flow or a plain function, print the result.
 
-Exit status: 0 success, 1 some chunks failed or did not verify, or the job stopped at its
+Exit status: 0 success, 1 some items failed or did not verify, or the job stopped at its
 compute-unit quota, 2 the job could not start.
 """
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from deployments.durations import parse_duration
+from flows.map_command import add_map_parser, run_map
 from tasks.compression.codecs import require_codec
 from tasks.compression.parameters import CompressJob
 from tasks.engine.cores import start_on_cores
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--github-token-block", metavar="NAME", help="Secret block with the GitHub token")
     compress.add_argument("--github-event-type", default="colabflow-job-finished", help="event_type to send")
     add_access_arguments(compress)
+
+    add_map_parser(commands)
+    add_access_arguments(commands.choices["map"])
 
     restore = commands.add_parser("restore", help="restore every chunk of a job folder and check its sha256")
     restore.add_argument("job_dir", help="<destination>/<job>: a directory, gs://… or gdrive://…")
@@ -231,7 +235,13 @@ def run_status(arguments: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"compress": run_compress, "setup": run_setup, "worker": run_worker, "status": run_status}
+def run_map_command(arguments: argparse.Namespace) -> int:
+    return run_map(arguments, access_from(arguments))
+
+
+COMMANDS = {
+    "compress": run_compress, "map": run_map_command, "setup": run_setup, "worker": run_worker, "status": run_status,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@
     ├── MissingObjectError(FileNotFoundError)  an object a store was asked for is not there
     ├── EmptySourceError(ValueError)           a source location with no chunks in it
     ├── CodecUnavailableError(RuntimeError)    a codec that cannot run on this machine
+    ├── CoreWorkerError(RuntimeError)          a worker process died while it held part of a batch
     ├── GpuOutOfMemoryError(MemoryError)       even the smallest GPU sub-batch does not fit
     ├── DestinationError(OSError)              a destination that cannot take the output
     ├── CorruptOutputError(ValueError)         a .gz, recipe or manifest that fails its checks
@@ -66,6 +67,10 @@ class EmptySourceError(ColabflowError, ValueError):
 
 class CodecUnavailableError(ColabflowError, RuntimeError):
     """The requested codec cannot run on this machine."""
+
+
+class CoreWorkerError(ColabflowError, RuntimeError):
+    """A worker process (tasks/engine/cores.py) died while it held part of a batch."""
 
 
 class GpuOutOfMemoryError(ColabflowError, MemoryError):

@@ -74,7 +74,7 @@ class Codec(Protocol):
 
 
 class IsalGzipCodec:
-    """ISA-L deflate on the CPU. Releases the GIL, so threads use every core."""
+    """ISA-L deflate on the CPU. It releases the GIL, but for small chunks the Python around it does not: use processes (tasks/engine/cores.py)."""
 
     name = "isal"
     device = "cpu"

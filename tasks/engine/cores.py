@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tasks.engine.core_worker import import_modules
-from tasks.errors import ColabflowError
+from tasks.errors import CoreWorkerError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,10 +40,6 @@ FILE_COST_BYTES = 128 * 1024
 class HasSize(Protocol):
     @property
     def size(self) -> int: ...
-
-
-class CoreWorkerError(ColabflowError, RuntimeError):
-    """A worker process died while it held part of a batch."""
 
 
 def core_count() -> int:

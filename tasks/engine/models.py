@@ -61,6 +61,11 @@ class ItemFingerprint(ItemRef):
     """An item whose content has been hashed: the sha256 is what checkpoints are keyed by."""
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the item's bytes.")
+    content: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="A record's own object, read with the plan (tasks/engine/records.py); None for an item "
+        "read from its URI. Its sha256 is that of its canonical JSON.",
+    )
 
 
 class ItemFailure(Frozen):

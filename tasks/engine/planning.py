@@ -23,6 +23,7 @@ from tasks.engine.models import (
     JobPlan,
     JobSettings,
 )
+from tasks.engine.records import is_records_location, read_records
 from tasks.engine.sources import list_sources
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 from tasks.storage.stores import StorageAccess
@@ -99,3 +100,36 @@ def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, s
 def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings, refresh: bool) -> JobPlan:
     """List the job's chunks and fingerprint those that changed since the last run."""
     return plan_job_with_cache(sources, batch_size, batch_bytes, settings, refresh)
+
+
+def plan_items(
+    location: str, id_field: str, batch_size: int, batch_bytes: int, settings: JobSettings, refresh: bool,
+    limit: int | None = None,
+) -> JobPlan:
+    """A job's items, in batches: the records of a JSONL file, or the files of a folder; the first `limit` of them."""
+    if is_records_location(location):
+        records = read_records(location, id_field, settings.access)
+        plan = JobPlan(batches=[records], failures=[], items_total=len(records), items_read=len(records))
+    else:
+        plan = plan_job_with_cache([location], batch_size, batch_bytes, settings, refresh)
+    items = [item for batch in plan.batches for item in batch]
+    if limit is not None:
+        items = items[:limit]
+    return plan.model_copy(update={
+        "batches": plan_batches(items, batch_size, batch_bytes),
+        "items_total": plan.items_total if limit is None else len(items),
+    })
+
+
+@task(
+    name="plan-items",
+    retries=len(IO_RETRY_DELAYS),
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def plan_items_task(location: str, id_field: str, batch_size: int, batch_bytes: int, settings: JobSettings,
+                    refresh: bool, limit: int | None) -> JobPlan:
+    """List and fingerprint a job's items (records or files); bad records are refused before any work."""
+    return plan_items(location, id_field, batch_size, batch_bytes, settings, refresh, limit)

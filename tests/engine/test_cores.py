@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tasks.engine import cores
-from tasks.engine.cores import CoreWorkerError, map_on_cores, split_evenly
+from tasks.engine.cores import map_on_cores, split_evenly
+from tasks.errors import CoreWorkerError
 
 ROOT = Path(__file__).resolve().parents[2]
 
