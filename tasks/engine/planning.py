@@ -17,9 +17,7 @@ from tasks.engine.fingerprints import (
 from tasks.engine.item_hashes import fingerprint_chunks, take_ahead
 from tasks.engine.job_folder import job_folder
 from tasks.engine.models import (
-    ItemFailure,
     ItemFingerprint,
-    ItemRef,
     JobPlan,
     JobSettings,
 )
