@@ -289,7 +289,7 @@ def server_batch_figures(client: SyncPrefectClient, flow_run_id: UUID, batches: 
         runs, is_settled = batch_runs(client, flow_run_id), False
     status = read_run(client, flow_run_id)
     return {
-        "redone_batches": status.batches_redone, "batches_started": status.batches_started,
+        "task_runs_rerun": status.task_runs_rerun, "task_runs_started": status.task_runs_started,
         "attempts": status.attempts, "batch_runs": len(runs), "batch_runs_settled": is_settled,
         "unfinished_batch_runs": sum(1 for run in runs if run.state_type is None
                                      or run.state_type.value != "COMPLETED"),
@@ -299,6 +299,8 @@ def server_batch_figures(client: SyncPrefectClient, flow_run_id: UUID, batches: 
 
 def run_job(chaos: Chaos, args: argparse.Namespace) -> dict[str, Any]:
     """Deploy, start the run, kill its workers, wait for it to complete and measure the damage."""
+    from tasks.engine.telemetry import count_batches_redone
+    from tasks.storage.stores import StorageAccess
     from tests.jobs import build_job
 
     deploy(chaos.env, "--crash-after", "40s", "--reschedule-after", "10s",
@@ -319,6 +321,7 @@ def run_job(chaos: Chaos, args: argparse.Namespace) -> dict[str, Any]:
         "ended_before_all_kills": len(chaos.killed_at) < args.kills,
         **compare_job(chaos.scratch, chunk_ids, chaos.recipes_at_kills),
         **server_batch_figures(chaos.client, chaos.flow_run_id, math.ceil(args.chunks / args.batch_size)),
+        "redone_batches": count_batches_redone(str(chaos.scratch / "out"), StorageAccess(), JOB),
         "recovery_s_median": round(statistics.median(chaos.recoveries_s), 1) if chaos.recoveries_s else None,
         "recovery_s": [round(seconds, 1) for seconds in chaos.recoveries_s],
         **recovery_phases(chaos.client, chaos.flow_run_id, chaos.killed_at),

@@ -24,6 +24,7 @@ from tasks.engine.job_record import (
     read_job_record,
 )
 from tasks.engine.ledger import read_ledger, spend
+from tasks.engine.telemetry import count_batches_redone
 from tasks.errors import CorruptOutputError, InvalidParameterError
 from tasks.storage.stores import StorageAccess
 
@@ -44,8 +45,11 @@ class RunStatus(BaseModel):
     flow_run_id: str
     state: str
     attempts: int
-    batches_started: int
-    batches_redone: int
+    task_runs_started: int = Field(description="Task units started, each carrying consecutive batches.")
+    task_runs_rerun: int = Field(
+        description="Task units that a later attempt ran again (not loaded from their record); their "
+        "committed batches load from done markers, so `batches_redone` counts the work lost."
+    )
     worker_host: str | None
 
 
@@ -58,6 +62,9 @@ class JobStatus(BaseModel):
     items_done: int | None = Field(description="Items in the job's committed batches.")
     items_total: int | None
     quarantined: int | None
+    batches_redone: int | None = Field(
+        default=None, description="Batches computed by more than one process (attempt), from the job's telemetry."
+    )
     compute_units_spent: float | None = Field(
         default=None, description="Units every job at the job's destination spent, from its ledger.jsonl."
     )
@@ -106,8 +113,8 @@ def read_run(client: SyncPrefectClient, flow_run_id: UUID, worker_host: str | No
         flow_run_id=str(run.id),
         state=(run.state.name or run.state.type.value) if run.state else "unknown",
         attempts=run.run_count,
-        batches_started=len({task_run.name for task_run in batches}),
-        batches_redone=count_redone_batches(batches),
+        task_runs_started=len({task_run.name for task_run in batches}),
+        task_runs_rerun=count_rerun_units(batches),
         worker_host=worker_host,
     )
 
@@ -127,16 +134,16 @@ def job_location_of(run: FlowRun) -> tuple[str, StorageAccess] | None:
     return f"{normalize_location(located.destination)}/{located.job}", located.access
 
 
-def count_redone_batches(batch_runs: list[TaskRun]) -> int:
-    """Batches executed again in a later attempt than the one that first started them.
+def count_rerun_units(unit_runs: list[TaskRun]) -> int:
+    """Task units executed again in a later attempt than the one that first started them.
 
-    Batch task runs are named after their checkpoint key, so the runs of one batch in different
-    attempts share a name. A batch loaded from its checkpoint shows as Cached and is not redone.
-    A killed process may never report a finished batch's final state, so a batch counts as redone
-    only when a later attempt really ran it (state Completed, not Cached).
+    Unit task runs are named after their checkpoint key, so the runs of one unit in different
+    attempts share a name. A unit loaded from its record shows as Cached and is not rerun. A killed
+    process may never report a finished unit's final state, so a unit counts as rerun only when a
+    later attempt really ran it (state Completed, not Cached).
     """
     by_key: dict[str, list[TaskRun]] = defaultdict(list)
-    for task_run in batch_runs:
+    for task_run in unit_runs:
         by_key[task_run.name].append(task_run)
     redone = 0
     for runs in by_key.values():
@@ -166,9 +173,12 @@ def job_status(
         target, access = found
     record, done, quarantined = read_job_folder(target, access)
     run_id = run.id if run is not None else UUID(record.flow_run_id) if record.flow_run_id else None
-    spent = spend(read_ledger(open_job_location(target, access).destination, access))
+    folder = open_job_location(target, access)
+    spent = spend(read_ledger(folder.destination, access))
+    redone = count_batches_redone(folder.destination, access, folder.job)
     return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, items_done=done,
-                     items_total=record.items_total, quarantined=quarantined, compute_units_spent=spent,
+                     items_total=record.items_total, quarantined=quarantined, batches_redone=redone,
+                     compute_units_spent=spent,
                      quota_units=quota, run=read_run(client, run_id, record.host) if client and run_id else None)
 
 

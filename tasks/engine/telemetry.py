@@ -127,6 +127,24 @@ def read_telemetry(destination: str, access: StorageAccess, job: str) -> list[Ba
     return sorted(lines, key=lambda line: line.time)
 
 
+def count_batches_redone(destination: str, access: StorageAccess, job: str) -> int:
+    """Batches that more than one process computed: the work crashes and drains cost the job.
+
+    Each process writes its own segments, named after it, and a batch's line is written once it
+    is computed, before its done marker. A batch loaded from its done marker writes no line, so a
+    task run that a later attempt runs again without computing anything counts for nothing.
+    """
+    place = open_place(destination, access)
+    writers_of: dict[int, set[str]] = {}
+    for info in place.store.list(place.key(job, TELEMETRY_DIR)):
+        if not info.key.endswith(".jsonl"):
+            continue
+        writer = info.key.rpartition("/")[2].rpartition("-")[0]
+        for line in parse_telemetry(read_optional(place.store, info.key) or b"", place.uri(info.key)):
+            writers_of.setdefault(line.batch_index, set()).add(writer)
+    return sum(len(writers) > 1 for writers in writers_of.values())
+
+
 class DeviceSummary(BaseModel):
     """One device's share of a job."""
 

@@ -26,10 +26,12 @@ from tasks.engine.telemetry import (
     BatchTelemetry,
     append_telemetry,
     batch_telemetry,
+    count_batches_redone,
     parse_telemetry,
     read_telemetry,
     record_batch_telemetry,
     render_telemetry_markdown,
+    segment_name,
     summarize_telemetry,
 )
 from tasks.errors import CorruptOutputError
@@ -123,6 +125,21 @@ def line(batch_index: int, device: str = "Tesla T4", **figures: Any) -> BatchTel
         device_name=device, **figures,
     )
     return batch_telemetry(reading, "job-1", batch_index, items=10, bytes_in=50_000_000, bytes_out=20_000_000, seconds=0.5)
+
+
+def test_a_batch_counts_as_redone_when_a_second_process_computed_it(tmp_path: Path) -> None:
+    """Batches 0-2 by one process, 2-3 by the next and 3 again by a third: batches 2 and 3 were redone."""
+    folder = tmp_path / "job-1"
+    (folder / TELEMETRY_DIR).mkdir(parents=True)
+    for writer, batches in (("18ee-101", [0, 1, 2]), ("18ef-202", [2, 3]), ("18f0-303", [3])):
+        content = b"".join(line(index).model_dump_json().encode() + b"\n" for index in batches)
+        (folder / segment_name(writer, 0)).write_bytes(content)
+    (folder / segment_name("18ef-202", 1)).write_bytes(line(4).model_dump_json().encode() + b"\n")
+    assert count_batches_redone(str(tmp_path), StorageAccess(), "job-1") == 2
+
+
+def test_a_job_without_telemetry_redid_nothing(tmp_path: Path) -> None:
+    assert count_batches_redone(str(tmp_path), StorageAccess(), "job-1") == 0
 
 
 def test_batch_figures_include_the_throughput() -> None:
