@@ -7,6 +7,9 @@ it is, or `{"id": relative path, "bytes": content}` for a file.
 
 A batch whose call raises is called again; if it raises again, each item is called alone, twice,
 so one poison item fails alone with its exception's type and message, and the others complete.
+A batch that runs out of device memory is not a failure: it is called in halves, down to single
+items, and the size that fits is remembered per (function, GPU) for the next batches
+(tasks/gpu/oom_backoff.py).
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from tasks.batch_map.outputs import ResultError
 from tasks.batch_map.user_code import import_code, parse_code_path
 from tasks.engine.models import ItemFailure
-from tasks.errors import InvalidParameterError
+from tasks.errors import GpuOutOfMemoryError, InvalidParameterError
+from tasks.gpu.oom_backoff import BatchSizeMemory, run_with_oom_backoff
 
 CALLS_PER_ITEM = 2
 
@@ -68,28 +73,47 @@ def precision_context(precision: str, device: str) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class CallSettings:
+    """How a batch is called: precision and device, and the memory of sizes that fit per (function, GPU)."""
+
+    precision: str
+    device: str
+    operation: str  # the function and its params: what the remembered sizes belong to
+    gpu_name: str
+    sizes: BatchSizeMemory
+
+
+def _call_in_parts(function: BatchFunction, ids: list[str], batch: list[dict[str, Any]], call: CallSettings) -> list[Any]:
+    """The batch's results, from sub-batches that fit in device memory; one result per item, in order."""
+
+    def run(positions: list[int]) -> list[Any]:
+        with precision_context(call.precision, call.device):
+            results = list(function([batch[position] for position in positions]))
+        if len(results) != len(positions):
+            raise ResultError(f"the function returned {len(results)} results for a batch of {len(positions)} items "
+                              f"(first item {ids[positions[0]]!r}); it must return one result per item, in order")
+        return results
+
+    return run_with_oom_backoff(call.operation, list(range(len(batch))), run, call.gpu_name, call.sizes)
+
+
 def call_batch(
-    function: BatchFunction, ids: list[str], batch: list[dict[str, Any]], precision: str, device: str
+    function: BatchFunction, ids: list[str], batch: list[dict[str, Any]], call: CallSettings
 ) -> tuple[list[Any], list[ItemFailure]]:
     """Each item's result (None where it failed) and the failures; a poison item fails alone."""
     for attempt in range(CALLS_PER_ITEM):
         try:
-            with precision_context(precision, device):
-                results = list(function(batch))
-        except InvalidParameterError:
+            return _call_in_parts(function, ids, batch, call), []
+        except (InvalidParameterError, GpuOutOfMemoryError):
             raise
         except Exception as error:  # noqa: BLE001 - the user's function may raise anything
             logger.warning("batch of %d items from %r: call %d raised %s: %s", len(batch), ids[0], attempt + 1,
                            type(error).__name__, error)
-            continue
-        if len(results) != len(batch):
-            raise ResultError(f"the function returned {len(results)} results for a batch of {len(batch)} items "
-                              f"(first item {ids[0]!r}); it must return one result per item, in order")
-        return results, []
     results = []
     failures: list[ItemFailure] = []
     for item_id, item in zip(ids, batch):
-        result, failure = _call_alone(function, item_id, item, precision, device)
+        result, failure = _call_alone(function, item_id, item, call.precision, call.device)
         results.append(result)
         if failure is not None:
             failures.append(failure)

@@ -17,20 +17,33 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, JsonValue
 
-from tasks.batch_map.functions import call_batch, load_function
+from tasks.batch_map.functions import CallSettings, call_batch, load_function
 from tasks.batch_map.models import MapManifestEntry, MapOptions
 from tasks.batch_map.outputs import OutputFormat, encode_batch
 from tasks.batch_map.parameters import Device, MapJob
 from tasks.batch_map.user_code import parse_code_path, source_sha256
 from tasks.batch_map.verify import check_map_folder
 from tasks.engine.item_attempts import attempt_item, item_retry_policy
-from tasks.engine.job_folder import JobFolder, job_folder, normalize_location, open_job_folder
+from tasks.engine.job_folder import (
+    JobFolder,
+    job_folder,
+    normalize_location,
+    open_job_folder,
+)
 from tasks.engine.kinds import BatchFigures
-from tasks.engine.models import BatchResult, ItemFailure, ItemFingerprint, ItemOutput, JobSettings
+from tasks.engine.models import (
+    BatchResult,
+    ItemFailure,
+    ItemFingerprint,
+    ItemOutput,
+    JobSettings,
+)
 from tasks.engine.sources import read_chunk
 from tasks.engine.verify import JobCheck
 from tasks.errors import ChunkChangedError, InvalidParameterError
 from tasks.gpu.devices import detect_gpu_name, nvidia_driver_present
+from tasks.gpu.oom_backoff import BatchSizeMemory
+from tasks.storage.places import open_place
 from tasks.storage.stores import StorageAccess
 
 KIND_NAME = "batch_map"
@@ -99,6 +112,15 @@ def item_payload(item: ItemFingerprint, access: StorageAccess) -> dict[str, Any]
     return {"id": item.item_id, "bytes": data}
 
 
+def call_settings(options: MapOptions, settings: JobSettings) -> CallSettings:
+    """How this job calls its function; sizes that fit the GPU are remembered on result storage."""
+    params = ",".join(f"{key}={value}" for key, value in sorted(options.params.items()))
+    return CallSettings(
+        precision=options.precision, device=options.device, operation=f"map {options.function}({params})",
+        gpu_name=settings.device, sizes=BatchSizeMemory(open_place(settings.results, settings.access)),
+    )
+
+
 def map_batch(batch: list[ItemFingerprint], settings: JobSettings) -> BatchResult:
     """Call the function on the batch, write the batch's file, describe each item's output."""
     options = MapOptions.of(settings)
@@ -110,7 +132,7 @@ def map_batch(batch: list[ItemFingerprint], settings: JobSettings) -> BatchResul
     if not ready:
         return BatchResult(outputs=[], failures=unread)
     results, failures = call_batch(function, [item.item_id for item, _ in ready], [payload for _, payload in ready],
-                                   options.precision, options.device)
+                                   call_settings(options, settings))
     failures = unread + failures
     failed = {failure.item_id for failure in failures}
     kept = [(item, result) for (item, _), result in zip(ready, results) if item.item_id not in failed]

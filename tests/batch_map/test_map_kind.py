@@ -44,7 +44,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     functions.load_function.cache_clear()
     yield package / "model.py"
     functions.load_function.cache_clear()
-    for name in ("labfns", "labfns.model"):
+    for name in ("labfns", "labfns.model", "labfns.memory"):
         sys.modules.pop(name, None)
 
 
@@ -122,3 +122,35 @@ def test_fp16_on_a_machine_without_cuda_is_refused_with_the_reason(tmp_path: Pat
         with pytest.raises(InvalidParameterError, match="precision 'fp16' needs a CUDA GPU and this worker has none"):
             prepare_map(MapJob(items="x.jsonl", destination=str(tmp_path / "out"), job="j", function=MEASURE,
                                precision="fp16"))
+
+
+OUT_OF_MEMORY_ABOVE_TWO = '''
+import torch
+CALLS = []
+def fits_two(batch):
+    CALLS.append(len(batch))
+    if len(batch) > 2:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return [{"n": len(item["text"])} for item in batch]
+'''
+
+
+def test_out_of_device_memory_halves_the_batch_and_the_size_that_fits_is_remembered(lab: Path, tmp_path: Path) -> None:
+    """torch's real CUDA OOM error at more than 2 items: 8 -> 4 -> 2, then the next batch starts at 2."""
+    (lab.parent / "memory.py").write_text(OUT_OF_MEMORY_ABOVE_TWO)
+    import labfns.memory as memory
+
+    settings = prepare_map(MapJob(items="x.jsonl", destination=str(tmp_path / "out"), job="j",
+                                  function="labfns.memory:fits_two", device="cpu"))
+    items = read_records(records(tmp_path, *({"id": f"i{index}", "text": "ab" * index} for index in range(12))), "id")
+    first = map_batch(items[:8], settings)
+    assert first.failures == [] and len(first.outputs) == 8
+    assert memory.CALLS == [8, 4, 2, 2, 2, 2]
+    remembered = json.loads((tmp_path / "out" / ".colabflow" / "batch-sizes.json").read_text())
+    assert remembered["sizes"] == {"map labfns.memory:fits_two()": {"cpu": 2}}
+    memory.CALLS.clear()
+    map_batch(items[8:], settings)
+    assert memory.CALLS == [2, 2]
+    [name] = {output.output for output in first.outputs}
+    lines = [json.loads(line) for line in (tmp_path / "out" / "j" / name).read_text().splitlines()]
+    assert lines == [{"id": f"i{index}", "result": {"n": 2 * index}} for index in range(8)]
