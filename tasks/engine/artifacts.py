@@ -16,6 +16,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine.models import JobReportBase, JobSettings
+from tasks.engine.progress import JobProgress
 from tasks.engine.telemetry import (
     read_telemetry,
     render_telemetry_markdown,
@@ -29,23 +30,27 @@ def _artifact_key(job: str) -> str:
 
 
 class ProgressArtifact:
-    """The job's progress bar. Updates at most every `interval` seconds (and at the end),
-    because each update is an API call that costs as much as a cached batch."""
+    """The job's progress bar, with items done, items/s and the time left in its description.
 
-    def __init__(self, job: str, batches: int, interval: float = 2.0) -> None:
-        self.batches = batches
+    Updates at most every `interval` seconds (and at the end), because each update is an API
+    call that costs as much as a cached batch."""
+
+    def __init__(self, job: str, progress: JobProgress, interval: float = 2.0) -> None:
+        self.job = job
+        self.progress = progress
         self.interval = interval
         self.last_update = time.monotonic()
         artifact_id = create_progress_artifact(
-            progress=0.0 if batches else 100.0, key=_artifact_key(job), description=f"{job}: batches finished"
+            progress=progress.percent(), key=_artifact_key(job), description=f"{job}: {progress.describe()}"
         )
         self.artifact_id = cast(UUID, artifact_id)
 
-    def advance(self, finished: int) -> None:
-        """Record that `finished` batches are done."""
+    def update(self) -> None:
+        """Show the progress so far, unless the last update is too recent and the job is not done."""
         now = time.monotonic()
-        if finished == self.batches or now - self.last_update >= self.interval:
-            update_progress_artifact(self.artifact_id, progress=100.0 * finished / self.batches)
+        if len(self.progress.done) == self.progress.batches_total or now - self.last_update >= self.interval:
+            update_progress_artifact(self.artifact_id, progress=self.progress.percent(),
+                                     description=f"{self.job}: {self.progress.describe()}")
             self.last_update = now
 
 

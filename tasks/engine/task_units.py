@@ -9,6 +9,7 @@ batches load from their done markers, the failed ones are tried again). The flow
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
@@ -34,16 +35,26 @@ from tasks.engine.models import (
     JobSettings,
     TaskUnitResult,
 )
+from tasks.engine.progress import JobProgress
 from tasks.engine.spend import SpendRecorder, quota_stop
 from tasks.engine.unwalked import unwalked
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 
+BatchDone = Callable[[int, BatchOutcome], None]
 
-def run_unit(batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool) -> TaskUnitResult:
-    """Run a unit's batches in order, each committed on its own."""
-    return TaskUnitResult(outcomes=[
-        run_batch(batch, settings, first_index + offset, refresh) for offset, batch in enumerate(batches)
-    ])
+
+def run_unit(
+    batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool,
+    on_batch: BatchDone | None = None,
+) -> TaskUnitResult:
+    """Run a unit's batches in order, each committed on its own; `on_batch` hears of each as it ends."""
+    outcomes = []
+    for offset, batch in enumerate(batches):
+        outcome = run_batch(batch, settings, first_index + offset, refresh)
+        if on_batch is not None:
+            on_batch(first_index + offset, outcome)
+        outcomes.append(outcome)
+    return TaskUnitResult(outcomes=outcomes)
 
 
 def _unit_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -60,9 +71,12 @@ def _unit_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_if_transient,
 )
-def run_unit_task(batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool) -> TaskUnitResult:
-    """Run a task unit; the result is the unit's checkpoint. `first_index` is not part of its key."""
-    result = run_unit(batches, settings, first_index, refresh)
+def run_unit_task(
+    batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool,
+    on_batch: BatchDone | None = None,
+) -> TaskUnitResult:
+    """Run a task unit; the result is the unit's checkpoint. Only `batches` and `settings` make its key."""
+    result = run_unit(batches, settings, first_index, refresh, on_batch)
     done = [outcome.result for outcome in result.outcomes if outcome.result is not None]
     get_run_logger().info(
         "%d batches: %d from their done markers, %d items done, %d found in the job folder, %d failed",
@@ -74,13 +88,13 @@ def run_unit_task(batches: list[list[ItemFingerprint]], settings: JobSettings, f
 
 
 def _unit_state(batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh_cache: bool,
-                refresh: bool) -> State[TaskUnitResult]:
+                refresh: bool, on_batch: BatchDone | None) -> State[TaskUnitResult]:
     key = unit_checkpoint_key([batch_checkpoint_key(batch, settings) for batch in batches])
     runner = run_unit_task.with_options(
         result_storage=checkpoint_storage(settings), refresh_cache=refresh_cache,
         task_run_name=unit_run_name(key, len(batches)),
     )
-    return runner(unwalked(batches), settings, first_index, refresh, return_state=True)
+    return runner(unwalked(batches), settings, first_index, refresh, on_batch, return_state=True)
 
 
 def _trusted(state: State[TaskUnitResult]) -> TaskUnitResult | None:
@@ -94,17 +108,20 @@ def _trusted(state: State[TaskUnitResult]) -> TaskUnitResult | None:
     return None if loaded_with_failures else result
 
 
-def run_task_unit(batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool) -> list[BatchOutcome]:
+def run_task_unit(
+    batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool,
+    on_batch: BatchDone | None = None,
+) -> list[BatchOutcome]:
     """A unit's outcomes: from its record, else run (again); a unit that failed as a whole loses nothing.
 
     When the unit task fails for good, each batch is taken from its done marker where it has one,
     else reported with the unit's error.
     """
     started = time.perf_counter()
-    state = _unit_state(batches, settings, first_index, refresh, refresh)
+    state = _unit_state(batches, settings, first_index, refresh, refresh, on_batch)
     result = _trusted(state)
     if result is None and state.is_completed():
-        state = _unit_state(batches, settings, first_index, True, refresh)
+        state = _unit_state(batches, settings, first_index, True, refresh, on_batch)
         result = _trusted(state)
     if result is not None:
         if state.name != "Cached":
@@ -133,16 +150,25 @@ def run_batches(
     `spend` keeps the attempt's ledger line current; `spent_before` is what the ledger held before;
     the batches are spread over at most `max_task_runs` task runs.
     """
-    progress = ProgressArtifact(settings.job, len(plan.batches))
+    progress = JobProgress(sum(len(batch) for batch in plan.batches), len(plan.batches))
+    artifact = ProgressArtifact(settings.job, progress)
     budget = spend.budget
     outcomes: list[BatchOutcome] = []
+
+    def batch_done(index: int, outcome: BatchOutcome) -> None:
+        if progress.record(index, outcome) and not outcome.from_checkpoint:
+            get_run_logger().info("batch %d of %d: %d items in %.2f s; %s", index + 1, len(plan.batches),
+                                  len(outcome.item_ids), outcome.seconds, progress.describe())
+        artifact.update()
+
     for unit in task_units(len(plan.batches), max_task_runs):
         stopped = quota_stop(budget, spent_before, outcomes, len(plan.batches) - unit.start, settings.device)
         if stopped is not None:
             get_run_logger().warning("job %s: %s", settings.job, stopped)
             return outcomes, stopped
-        for outcome in run_task_unit(plan.batches[unit.start:unit.stop], settings, unit.start, refresh):
+        for offset, outcome in enumerate(run_task_unit(plan.batches[unit.start:unit.stop], settings, unit.start,
+                                                       refresh, batch_done)):
+            batch_done(unit.start + offset, outcome)
             outcomes.append(outcome)
             spend.after_batch(outcome)
-        progress.advance(unit.stop)
     return outcomes, None
