@@ -6,7 +6,7 @@ changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,21 +39,29 @@ class PoolSettings:
     heartbeat_seconds: int = 30
     zombie_after_seconds: int = 90
     reschedule_after_seconds: int = 30
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def base_job_template(settings: PoolSettings) -> dict[str, Any]:
-    """Prefect's process template, with our command and environment as defaults."""
+    """Prefect's process template with our command and environment fixed, not job variables.
+
+    A job variable that could set the command or the environment would let anyone who may trigger
+    a run execute any command on the worker, or widen the code allowlist
+    (`COLABFLOW_ALLOWED_CODE`), which must come only from where the worker starts. So both are
+    written into the job configuration, dropped from the variables, and the server refuses any
+    job variable the schema does not name (HTTP 422 when the run is created).
+    """
     template = ProcessWorker.get_default_base_job_template()
-    properties = template["variables"]["properties"]
-    properties["command"]["default"] = JOB_COMMAND
-    properties["env"]["default"] = {
+    variables = template["variables"]
+    for fixed in ("command", "env"):
+        del variables["properties"][fixed]
+    variables["additionalProperties"] = False
+    template["job_configuration"]["command"] = JOB_COMMAND
+    template["job_configuration"]["env"] = {
         "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds),
         "COLABFLOW_MAX_ATTEMPTS": str(settings.max_attempts),
         # Storage waits and retries (colabflow.gcs, .drive, .github) reach the run's log in the UI.
         "PREFECT_LOGGING_EXTRA_LOGGERS": "colabflow",
-        **settings.extra_env,
     }
     return template
 

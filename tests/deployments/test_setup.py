@@ -13,14 +13,20 @@ from deployments.setup import (
 def test_the_job_template_starts_runs_through_the_attempt_guard_with_reschedule_on_sigterm() -> None:
     """Flow runs start through the attempt guard, reschedule on SIGTERM and send heartbeats."""
     template = base_job_template(PoolSettings(max_attempts=7, heartbeat_seconds=45))
-    properties = template["variables"]["properties"]
-    assert properties["command"]["default"] == "python3 -m deployments.attempt_guard"
-    assert properties["env"]["default"] == {
+    assert template["job_configuration"]["command"] == "python3 -m deployments.attempt_guard"
+    assert template["job_configuration"]["env"] == {
         "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "45",
         "COLABFLOW_MAX_ATTEMPTS": "7",
         "PREFECT_LOGGING_EXTRA_LOGGERS": "colabflow",
     }
+
+
+def test_no_job_variable_can_set_the_command_or_the_environment() -> None:
+    """Neither is a variable, and variables the schema does not name are refused by the server."""
+    variables = base_job_template(PoolSettings())["variables"]
+    assert "command" not in variables["properties"] and "env" not in variables["properties"]
+    assert variables["additionalProperties"] is False
 
 
 def test_the_automations_crash_silent_runs_then_reschedule_them_in_the_pool() -> None:
