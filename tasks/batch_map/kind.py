@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from prefect import task
@@ -21,9 +22,10 @@ from tasks.batch_map.functions import CallSettings, call_batch, load_function
 from tasks.batch_map.models import MapManifestEntry, MapOptions
 from tasks.batch_map.outputs import OutputFormat, encode_batch
 from tasks.batch_map.parameters import Device, MapJob
+from tasks.batch_map.read_ahead import item_reader
 from tasks.batch_map.user_code import parse_code_path, source_sha256
 from tasks.batch_map.verify import check_map_folder
-from tasks.engine.item_attempts import attempt_item, item_retry_policy
+from tasks.engine.item_attempts import item_retry_policy
 from tasks.engine.job_folder import (
     JobFolder,
     job_folder,
@@ -125,8 +127,7 @@ def map_batch(batch: list[ItemFingerprint], settings: JobSettings) -> BatchResul
     """Call the function on the batch, write the batch's file, describe each item's output."""
     options = MapOptions.of(settings)
     function = load_function(options.function, tuple(sorted(options.params.items())), options.device)
-    policy = item_retry_policy()
-    loaded = [(item, attempt_item(item.item_id, lambda: item_payload(item, settings.access), policy)) for item in batch]
+    loaded = list(zip(batch, item_reader().read(batch, partial(item_payload, access=settings.access), item_retry_policy())))
     unread = [payload for _, payload in loaded if isinstance(payload, ItemFailure)]
     ready = [(item, payload) for item, payload in loaded if not isinstance(payload, ItemFailure)]
     if not ready:
@@ -167,6 +168,9 @@ class BatchMapKind:
 
     def run_batch(self, batch: list[ItemFingerprint], settings: JobSettings) -> BatchResult:
         return map_batch(batch, settings)
+
+    def read_ahead(self, batches: list[list[ItemFingerprint]], settings: JobSettings) -> None:
+        item_reader().ahead(batches, partial(item_payload, access=settings.access))
 
     def find_finished(self, item: ItemFingerprint, settings: JobSettings) -> ItemOutput | None:
         return None

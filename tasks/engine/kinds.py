@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel, JsonValue
 
@@ -65,6 +65,15 @@ class JobKind(Protocol):
 
     def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
         """Check every output of a finished job folder against its manifest."""
+        ...
+
+
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """A kind that can start reading the items of coming batches while the current one runs."""
+
+    def read_ahead(self, batches: list[list[ItemFingerprint]], settings: JobSettings) -> None:
+        """Start (or keep) reading these batches' items; forget reads of any other item."""
         ...
 
 

@@ -27,7 +27,7 @@ from tasks.engine.checkpoints import (
     unit_checkpoint_key,
     unit_run_name,
 )
-from tasks.engine.kinds import job_kind
+from tasks.engine.kinds import ReadsAhead, job_kind
 from tasks.engine.models import (
     BatchOutcome,
     ItemFingerprint,
@@ -41,15 +41,24 @@ from tasks.engine.unwalked import unwalked
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 
 BatchDone = Callable[[int, BatchOutcome], None]
+READ_AHEAD_BATCHES = 2  # how far a kind that reads ahead is told of coming batches
 
 
 def run_unit(
     batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool,
-    on_batch: BatchDone | None = None,
+    on_batch: BatchDone | None = None, coming: list[list[ItemFingerprint]] | None = None,
 ) -> TaskUnitResult:
-    """Run a unit's batches in order, each committed on its own; `on_batch` hears of each as it ends."""
+    """Run a unit's batches in order, each committed on its own; `on_batch` hears of each as it ends.
+
+    A kind that reads ahead is told, before each batch, of the next `READ_AHEAD_BATCHES`
+    batches, the first ones of the next unit (`coming`) included.
+    """
+    kind = job_kind(settings.kind)
+    following = [*batches, *(coming or [])]
     outcomes = []
     for offset, batch in enumerate(batches):
+        if isinstance(kind, ReadsAhead):
+            kind.read_ahead(following[offset + 1:offset + 1 + READ_AHEAD_BATCHES], settings)
         outcome = run_batch(batch, settings, first_index + offset, refresh)
         if on_batch is not None:
             on_batch(first_index + offset, outcome)
@@ -73,10 +82,10 @@ def _unit_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 )
 def run_unit_task(
     batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool,
-    on_batch: BatchDone | None = None,
+    on_batch: BatchDone | None = None, coming: list[list[ItemFingerprint]] | None = None,
 ) -> TaskUnitResult:
     """Run a task unit; the result is the unit's checkpoint. Only `batches` and `settings` make its key."""
-    result = run_unit(batches, settings, first_index, refresh, on_batch)
+    result = run_unit(batches, settings, first_index, refresh, on_batch, coming)
     done = [outcome.result for outcome in result.outcomes if outcome.result is not None]
     get_run_logger().info(
         "%d batches: %d from their done markers, %d items done, %d found in the job folder, %d failed",
@@ -88,13 +97,13 @@ def run_unit_task(
 
 
 def _unit_state(batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh_cache: bool,
-                refresh: bool, on_batch: BatchDone | None) -> State[TaskUnitResult]:
+                refresh: bool, on_batch: BatchDone | None, coming: list[list[ItemFingerprint]]) -> State[TaskUnitResult]:
     key = unit_checkpoint_key([batch_checkpoint_key(batch, settings) for batch in batches])
     runner = run_unit_task.with_options(
         result_storage=checkpoint_storage(settings), refresh_cache=refresh_cache,
         task_run_name=unit_run_name(key, len(batches)),
     )
-    return runner(unwalked(batches), settings, first_index, refresh, on_batch, return_state=True)
+    return runner(unwalked(batches), settings, first_index, refresh, on_batch, unwalked(coming), return_state=True)
 
 
 def _trusted(state: State[TaskUnitResult]) -> TaskUnitResult | None:
@@ -110,7 +119,7 @@ def _trusted(state: State[TaskUnitResult]) -> TaskUnitResult | None:
 
 def run_task_unit(
     batches: list[list[ItemFingerprint]], settings: JobSettings, first_index: int, refresh: bool,
-    on_batch: BatchDone | None = None,
+    on_batch: BatchDone | None = None, coming: list[list[ItemFingerprint]] | None = None,
 ) -> list[BatchOutcome]:
     """A unit's outcomes: from its record, else run (again); a unit that failed as a whole loses nothing.
 
@@ -118,10 +127,10 @@ def run_task_unit(
     else reported with the unit's error.
     """
     started = time.perf_counter()
-    state = _unit_state(batches, settings, first_index, refresh, refresh, on_batch)
+    state = _unit_state(batches, settings, first_index, refresh, refresh, on_batch, coming or [])
     result = _trusted(state)
     if result is None and state.is_completed():
-        state = _unit_state(batches, settings, first_index, True, refresh, on_batch)
+        state = _unit_state(batches, settings, first_index, True, refresh, on_batch, coming or [])
         result = _trusted(state)
     if result is not None:
         if state.name != "Cached":
@@ -166,8 +175,9 @@ def run_batches(
         if stopped is not None:
             get_run_logger().warning("job %s: %s", settings.job, stopped)
             return outcomes, stopped
+        coming = plan.batches[unit.stop:unit.stop + READ_AHEAD_BATCHES]
         for offset, outcome in enumerate(run_task_unit(plan.batches[unit.start:unit.stop], settings, unit.start,
-                                                       refresh, batch_done)):
+                                                       refresh, batch_done, coming)):
             batch_done(unit.start + offset, outcome)
             outcomes.append(outcome)
             spend.after_batch(outcome)
