@@ -134,7 +134,7 @@ def list_sources(
             refs[ref.item_id] = ref
     if not refs and not failures:
         raise EmptySourceError(
-            f"source {', '.join(locations)!r} contains no files; point it at a directory with chunks"
+            f"source {', '.join(locations)!r} contains no files; point it at a folder that holds the files to process"
         )
     return list(refs.values()), failures
 

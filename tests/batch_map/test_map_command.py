@@ -40,3 +40,45 @@ def test_parameters_that_cannot_work_are_refused_before_a_flow_run() -> None:
         arguments = ["map", "items.jsonl", "out", "--job", "j", "--function", MEASURE, *extra]
         result = colabflow(arguments, {"PATH": "", "PREFECT_API_URL": "http://127.0.0.1:9/api"})
         assert result.returncode == 2 and message in result.stderr, (extra, result.stderr[-2000:])
+
+
+def run_json(arguments: list[str], env: dict[str, str]) -> tuple[int, dict[str, object]]:
+    result = colabflow([*arguments, "--json"], env)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    return result.returncode, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_job_of_zero_items_is_refused_before_any_work(prefect_api: str, tmp_path: Path) -> None:
+    """An empty folder, like an empty items file, exits 2 saying so; no job folder is started."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "blank.jsonl").write_text("\n")
+    env = server_environment(tmp_path / "home", prefect_api)
+    for items, message in ((tmp_path / "empty", "contains no files; point it at a folder that holds the files"),
+                           (tmp_path / "blank.jsonl", "holds no records; expected one JSON object per line")):
+        result = colabflow(["map", str(items), str(tmp_path / "out"), "--job", "none", "--function", MEASURE], env)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out" / "none" / "manifest.jsonl").exists()
+
+
+def test_a_record_changed_between_runs_redoes_its_batch_and_only_that_one(prefect_api: str, tmp_path: Path) -> None:
+    """Batches of 4 over 12 records; record r5 changes: the rerun runs batch 2 of 3 again, reuses the others."""
+    items = tmp_path / "items.jsonl"
+    lines = [{"id": f"r{index}", "text": "a b"} for index in range(12)]
+    items.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    env = server_environment(tmp_path / "home", prefect_api)
+    arguments = ["map", str(items), str(tmp_path / "out"), "--job", "changed", "--function", MEASURE, "--batch-size", "4"]
+    assert run_json(arguments, env)[1]["batches_run"] == 3
+    lines[5]["text"] = "a b c d"
+    items.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, report = run_json(arguments, env)
+    assert code == 0
+    assert (report["batches_run"], report["batches_reused"], report["items_done"], report["items_reused"]) == (1, 2, 4, 8)
+    results = {}
+    for line in (tmp_path / "out" / "changed" / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        output = tmp_path / "out" / "changed" / entry["output"]
+        results.update({record["id"]: record["result"] for record in map(json.loads, output.read_text().splitlines())
+                        if record["id"] == entry["item_id"]})
+    assert results["r5"] == {"characters": 7, "words": 4}
+    verified = colabflow(["verify", str(tmp_path / "out" / "changed")], env)
+    assert verified.returncode == 0 and "verified 12 of 12 items" in verified.stdout
