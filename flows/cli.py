@@ -144,7 +144,9 @@ def run_compress(arguments: argparse.Namespace) -> int:
         if not request.refresh_checkpoints:
             hash_ahead(request.source, request.access)
     from flows.compress_chunks import compress_chunks
+    from flows.server_reaper import start_server_reaper
 
+    start_server_reaper()
     report = compress_chunks(request)
     if arguments.json:
         print(report.model_dump_json())

@@ -72,7 +72,9 @@ def run_map(arguments: argparse.Namespace, access: StorageAccess) -> int:
     trust_caller()
     import_code(parse_code_path(request.function))  # a module that does not import fails here, not in a flow run
     from flows.map_items import map_items
+    from flows.server_reaper import start_server_reaper
 
+    start_server_reaper()
     report = map_items(request)
     print(report.model_dump_json() if arguments.json else report.model_dump_json(indent=2))
     if report.stopped_reason is not None:

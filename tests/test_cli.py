@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
+from flows.server_reaper import servers_of
 from tests.conftest import make_chunks
 from tests.pool import recipes_at
 from tests.servers import server_environment, wait_until
@@ -146,3 +148,34 @@ def test_the_command_module_imports_no_prefect_before_main_sets_its_environment(
     probe = "import sys, flows.cli; print(sorted(name for name in sys.modules if name.split('.')[0] == 'prefect'))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_a_command_killed_with_sigkill_leaves_no_temporary_server_behind(tmp_path: Path) -> None:
+    """The out-of-memory killer takes the command alone: its watcher stops the orphaned server, then exits."""
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "held.py").write_text(
+        "import os, time\n"
+        "def hold(batch):\n"
+        f"    open({str(tmp_path / 'reached')!r}, 'w').close()\n"
+        "    while True:\n"
+        "        time.sleep(0.05)\n"
+    )
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"id": "a"}) + "\n")
+    env = {**server_environment(tmp_path / "home"), "PYTHONPATH": str(tmp_path / "lab")}
+    command = subprocess.Popen([*COLABFLOW, "map", str(items), str(tmp_path / "out"), "--job", "held", "--function",
+                                "held:hold"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        wait_until(lambda: (tmp_path / "reached").exists(), 240, 0.05, "the job to reach the function")
+        [server] = servers_of(psutil.Process(command.pid))
+        watchers = [process for process in psutil.process_iter(["cmdline"])
+                    if (process.info["cmdline"] or [])[-2:] == ["flows.server_reaper", str(command.pid)]]
+        assert len(watchers) == 1
+        command.kill()
+        assert command.wait() == -signal.SIGKILL
+        wait_until(lambda: not server.is_running() and not watchers[0].is_running(), 30, 0.1,
+                   "the watcher to stop the orphaned server and exit")
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
