@@ -1,0 +1,1 @@
+"""The corpus-analysis job kind: a multilingual corpus's languages, tokens and statistics."""
