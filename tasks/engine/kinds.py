@@ -73,7 +73,7 @@ class ReadsAhead(Protocol):
     """A kind that can start reading the items of coming batches while the current one runs."""
 
     def read_ahead(self, batches: list[list[ItemFingerprint]], settings: JobSettings) -> None:
-        """Start (or keep) reading these batches' items; forget reads of any other item."""
+        """Start (or keep) reading these batches' items, the one about to run first; forget any other."""
         ...
 
 

@@ -50,15 +50,15 @@ def run_unit(
 ) -> TaskUnitResult:
     """Run a unit's batches in order, each committed on its own; `on_batch` hears of each as it ends.
 
-    A kind that reads ahead is told, before each batch, of the next `READ_AHEAD_BATCHES`
-    batches, the first ones of the next unit (`coming`) included.
+    A kind that reads ahead is told, before each batch, of that batch and the next
+    `READ_AHEAD_BATCHES`, the first ones of the next unit (`coming`) included.
     """
     kind = job_kind(settings.kind)
     following = [*batches, *(coming or [])]
     outcomes = []
     for offset, batch in enumerate(batches):
         if isinstance(kind, ReadsAhead):
-            kind.read_ahead(following[offset + 1:offset + 1 + READ_AHEAD_BATCHES], settings)
+            kind.read_ahead(following[offset:offset + 1 + READ_AHEAD_BATCHES], settings)
         outcome = run_batch(batch, settings, first_index + offset, refresh)
         if on_batch is not None:
             on_batch(first_index + offset, outcome)

@@ -32,7 +32,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
@@ -63,7 +63,14 @@ _CREDENTIALS_ADVICE = "GCS refused the credentials; check --gcp-credentials (or 
 def gcs_place(location: str, access: StorageAccess) -> Place:
     """`gs://BUCKET/PATH` as a Place: the bucket's store and PATH inside it (taken verbatim)."""
     bucket, path = split_container("gs", location, "gs://BUCKET/PATH")
-    return Place(store=GcsStore(bucket, access), path=path)
+    return Place(store=bucket_store(bucket, access), path=path)
+
+
+@lru_cache(maxsize=16)
+def bucket_store(bucket: str, access: StorageAccess) -> GcsStore:
+    """One store, and so one client, per bucket and credentials in a process: items read one by
+    one would otherwise each build a client (4 ms of CPU a read, against 1.6 ms with one)."""
+    return GcsStore(bucket, access)
 
 
 def storage_client(access: StorageAccess) -> Client:
