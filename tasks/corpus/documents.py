@@ -3,8 +3,8 @@
 A document is read as UTF-8 (a byte-order mark is dropped), `PIECE_BYTES` at a time, and handed
 on in pieces that end at a line break (or, in a line longer than a piece, at a space), so no word
 is cut in two. A document whose first bytes hold a NUL is binary; one that is not UTF-8 is
-refused where the first bad byte is found. Either is skipped and named in the report, never
-counted in part: the caller discards what a skipped document had counted so far.
+refused where the first bad byte is found. Either is skipped: the job lists it among its failed
+items (and in quarantine.jsonl) with the reason, and never counts it in part.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import codecs
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from tasks.errors import ColabflowError
+
 PIECE_BYTES = 4 * 1024 * 1024
 SNIFF_BYTES = 8192
 
 
-class SkippedDocument(Exception):
-    """A document that is not text this analysis can count; the message says why."""
+class SkippedDocument(ColabflowError):
+    """A document that is not text this analysis can count; the message says why. Never retried."""
 
 
 def text_pieces(stream: BinaryIO, name: str, piece_bytes: int = PIECE_BYTES) -> Iterator[str]:

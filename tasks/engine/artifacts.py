@@ -25,7 +25,8 @@ from tasks.engine.telemetry import (
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 
 
-def _artifact_key(job: str) -> str:
+def artifact_key(job: str) -> str:
+    """The key of a job's artifacts: lowercase letters, digits and dashes, as Prefect requires."""
     return "colabflow-" + "".join(c if c.isalnum() else "-" for c in job.lower())
 
 
@@ -41,7 +42,7 @@ class ProgressArtifact:
         self.interval = interval
         self.last_update = time.monotonic()
         artifact_id = create_progress_artifact(
-            progress=progress.percent(), key=_artifact_key(job), description=f"{job}: {progress.describe()}"
+            progress=progress.percent(), key=artifact_key(job), description=f"{job}: {progress.describe()}"
         )
         self.artifact_id = cast(UUID, artifact_id)
 
@@ -62,7 +63,7 @@ def publish_report(report: JobReportBase) -> None:
     ]
     rows.append({"field": "failed", "value": len(report.failed)})
     rows.extend({"field": f"failed: {failure.item_id}", "value": failure.reason} for failure in report.failed[:100])
-    create_table_artifact(rows, key=_artifact_key(report.job) + "-report", description=f"{report.job}: job report")
+    create_table_artifact(rows, key=artifact_key(report.job) + "-report", description=f"{report.job}: job report")
 
 
 @task(
@@ -73,6 +74,6 @@ def publish_telemetry_task(settings: JobSettings) -> None:
     """Publish peak memory, mean utilisation and MB/s per device, from `<job>/telemetry.jsonl`."""
     summary = summarize_telemetry(read_telemetry(settings.destination, settings.access, settings.job))
     create_markdown_artifact(
-        render_telemetry_markdown(settings.job, summary), key=_artifact_key(settings.job) + "-telemetry",
+        render_telemetry_markdown(settings.job, summary), key=artifact_key(settings.job) + "-telemetry",
         description=f"{settings.job}: devices",
     )

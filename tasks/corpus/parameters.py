@@ -1,0 +1,103 @@
+"""`AnalyzeJob`, the one parameter model of the corpus analysis flow (rendered as a form in the UI)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.corpus.languages import KNOWN_LANGUAGES, SCRIPT_LANGUAGES, require_known, require_script_map
+from tasks.engine.job_folder import DESTINATION_SCHEMES
+from tasks.engine.parameters import Callback, require_supported
+from tasks.engine.sources import SOURCE_SCHEMES
+from tasks.storage.locations import JOB_NAME_PATTERN
+from tasks.storage.stores import StorageAccess
+
+LanguageFrom = Literal["folder", "detect"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class AnalyzeJob(BaseModel):
+    """Count a multilingual corpus per language and report its statistics, week over week."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(
+        min_length=1,
+        description="Folders (or files) of UTF-8 text: local paths, file://, github://OWNER/REPO@REF/PATH, "
+        "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH.",
+    )
+    destination: str = Field(
+        default="./colabflow-data", min_length=1,
+        description="Where <job>/ goes, and the counts every week's job shares: a local directory, gs:// or gdrive://.",
+    )
+    results: str | None = Field(default=None, description="Where batch checkpoints go; empty: the destination.")
+    access: StorageAccess = Field(
+        default_factory=StorageAccess, description="Blocks whose credentials reach remote sources and destinations."
+    )
+    job: str | None = Field(
+        default=None, pattern=JOB_NAME_PATTERN,
+        description="Job name; empty: corpus-YYYY-MM-DD from the run's scheduled date, so weeks do not collide.",
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: [str(code) for code in KNOWN_LANGUAGES],
+        description="Language codes to analyse, among fr, en, es, de, sa (Sanskrit), zh.",
+    )
+    language_from: LanguageFrom = Field(
+        default="folder", description="folder: the first folder under a source names the language; detect: offline detection."
+    )
+    script_languages: dict[str, str] = Field(
+        default_factory=lambda: {script: str(code) for script, code in SCRIPT_LANGUAGES.items()},
+        description="With detect: Unicode script -> language code; a script listed here decides on its own.",
+    )
+    compare_with: str | None = Field(
+        default=None, pattern=JOB_NAME_PATTERN,
+        description="The job to compare with; empty: the latest other report at the destination.",
+    )
+    top: int = Field(default=20, ge=1, le=1000, description="How many of the most frequent 1-, 2- and 3-grams to report.")
+    batch_size: int = Field(default=64, ge=1, le=100_000, description="Most documents in one batch.")
+    batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Most bytes of documents in one batch.")
+    device: Device = Field(default="auto", description="Where counting runs: auto takes CUDA when the worker has it.")
+    task_runs: int = Field(default=64, ge=1, le=10_000, description="Most task runs the batches are spread over.")
+    callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
+    refresh_checkpoints: bool = Field(default=False, description="Ignore saved checkpoints and count every document again.")
+    compute_budget: str | None = Field(
+        default=None, min_length=1, description="Name of a ComputeBudget block (rates and quota)."
+    )
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _one_or_many(cls, sources: object) -> object:
+        return [sources] if isinstance(sources, str) else sources
+
+    @field_validator("sources")
+    @classmethod
+    def _readable_sources(cls, sources: list[str]) -> list[str]:
+        for location in sources:
+            require_supported("source", location, SOURCE_SCHEMES)
+        return sources
+
+    @field_validator("destination")
+    @classmethod
+    def _writable_destination(cls, destination: str) -> str:
+        return require_supported("destination", destination, DESTINATION_SCHEMES)
+
+    @field_validator("results")
+    @classmethod
+    def _writable_results(cls, results: str | None) -> str | None:
+        return None if results is None else require_supported("results", results, DESTINATION_SCHEMES)
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _comma_separated(cls, languages: object) -> object:
+        return [code.strip() for code in languages.split(",")] if isinstance(languages, str) else languages
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, languages: list[str]) -> list[str]:
+        return list(require_known(languages))
+
+    @field_validator("script_languages")
+    @classmethod
+    def _known_scripts(cls, script_languages: dict[str, str]) -> dict[str, str]:
+        return dict(require_script_map(script_languages))
