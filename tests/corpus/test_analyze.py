@@ -119,3 +119,41 @@ def test_an_unknown_language_code_and_an_empty_source_are_refused_before_any_wor
     empty, _ = analyze(env, str(tmp_path / "empty"), str(tmp_path / "out"), "--job", "j")
     assert empty.returncode == 2 and f"source '{tmp_path / 'empty'}' contains no files" in empty.stderr
     assert not (tmp_path / "out" / "j" / "manifest.jsonl").exists() and not (tmp_path / "out" / "j" / "report.json").exists()
+
+
+def test_detected_languages_give_the_same_counts_as_the_folders(env: dict[str, str], tmp_path: Path) -> None:
+    """The twelve documents in one folder, named without their language: detection files each where it belongs."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in SAMPLE.glob("*/*.txt"):
+        shutil.copy(path, flat / f"{path.parent.name}-{path.name}")
+    result, summary = analyze(env, str(flat), str(tmp_path / "out"), "--job", "detected", "--language-from", "detect")
+    assert result.returncode == 0 and summary["unassigned"] == []
+    for language in LANGUAGES:
+        expected = plain_counts(SAMPLE / language)
+        assert summary["languages"][language] == {"documents": 2, "tokens": expected.total(), "types": len(expected)}
+
+
+PEAK_RSS = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); " \
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+
+
+def peak_rss_kib(env: dict[str, str], *arguments: str) -> int:
+    """The peak resident memory of one `colabflow analyze` process, in KiB."""
+    command = [sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "flows.cli", "analyze", *arguments, "--device", "cpu"]
+    return int(subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=True).stdout)
+
+
+def test_a_large_document_is_counted_in_pieces_with_memory_that_does_not_grow_with_it(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    """One English document of 4 MiB, then one of 32 MiB: the second run's peak memory is not 8 times the first's."""
+    line = " ".join(f"word{index % 9973} and the harbour." for index in range(20)) + "\n"
+    peaks = []
+    for mib in (4, 32):
+        (tmp_path / f"c{mib}" / "en").mkdir(parents=True)
+        with (tmp_path / f"c{mib}" / "en" / "big.txt").open("w") as document:
+            document.write(line * (mib * 1024 * 1024 // len(line)))
+        peaks.append(peak_rss_kib(env, str(tmp_path / f"c{mib}"), str(tmp_path / "out"), "--job", f"big-{mib}",
+                                  "--languages", "en"))
+    assert peaks[1] - peaks[0] < 150 * 1024, f"peak RSS {peaks[0] // 1024} MiB at 4 MiB, {peaks[1] // 1024} MiB at 32 MiB"
