@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tasks.engine.parameters import WebhookCallback
+from flows.job_arguments import add_run_arguments, webhook_from
 from tasks.storage.stores import StorageAccess
 
 if TYPE_CHECKING:
@@ -25,20 +25,14 @@ def add_analyze_parser(commands: Any) -> None:
     command.add_argument("--top", type=int, default=20, help="most frequent 1-, 2- and 3-grams to report (default 20)")
     command.add_argument("--batch-size", type=int, default=64, help="most documents per batch (default 64)")
     command.add_argument("--device", default="auto", help="where counting runs: auto, cpu or cuda (default auto)")
-    command.add_argument("--results", help="where batch checkpoints go (default: the destination)")
-    command.add_argument("--task-runs", type=int, default=64, help="most task runs the batches are spread over (default 64)")
-    command.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved checkpoints and shared counts")
-    command.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block: unit rates and quota")
-    command.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
-    command.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
-    command.add_argument("--json", action="store_true", help="print the summary as one JSON line last")
+    add_run_arguments(command)
 
 
 def analyze_request(arguments: argparse.Namespace, access: StorageAccess) -> AnalyzeJob:
     """Build and validate the flow's parameters from the command line (the language modules load here, not at start)."""
     from tasks.corpus.parameters import AnalyzeJob
 
-    callback = WebhookCallback(url=arguments.webhook, secret_block=arguments.webhook_secret_block) if arguments.webhook else None
+    callback = webhook_from(arguments)
     return AnalyzeJob(
         sources=arguments.sources, destination=arguments.destination, results=arguments.results, access=access,
         job=arguments.job, languages=arguments.languages, language_from=arguments.language_from,

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from deployments.durations import parse_duration
 from flows.analyze_command import add_analyze_parser, run_analyze
+from flows.job_arguments import add_run_arguments, webhook_from
 from flows.map_command import add_map_parser, run_map
 from tasks.compression.codecs import require_codec
 from tasks.compression.parameters import CompressJob
@@ -47,18 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH",
     )
     compress.add_argument("destination", help="where <job>/ goes: a directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH")
-    compress.add_argument("--results", help="where batch checkpoints go (default: the destination)")
+    add_run_arguments(compress)
     compress.add_argument("--job", required=True, help="job name: letters, digits, '.', '_', '-'")
     compress.add_argument("--level", type=int, default=6, help="gzip level 0-9 (default 6)")
     compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
     compress.add_argument("--batch-size", type=int, default=1024, help="most chunks per batch (default 1024)")
     compress.add_argument("--batch-bytes", type=int, default=64 * 1024 * 1024, help="most bytes per batch")
-    compress.add_argument("--task-runs", type=int, default=64, help="most task runs the batches are spread over (default 64)")
-    compress.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
-    compress.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block: unit rates and quota")
-    compress.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
-    compress.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
-    compress.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
     compress.add_argument("--github-repo", metavar="OWNER/REPO", help="send repository_dispatch to this repo")
     compress.add_argument("--github-token-block", metavar="NAME", help="Secret block with the GitHub token")
     compress.add_argument("--github-event-type", default="colabflow-job-finished", help="event_type to send")
@@ -120,10 +115,8 @@ def access_from(arguments: argparse.Namespace) -> StorageAccess:
 
 def compress_request(arguments: argparse.Namespace) -> CompressJob:
     """Build and validate the flow's parameters from the command line."""
-    callback: WebhookCallback | GitHubDispatchCallback | None = None
-    if arguments.webhook:
-        callback = WebhookCallback(url=arguments.webhook, secret_block=arguments.webhook_secret_block)
-    elif arguments.github_repo:
+    callback: WebhookCallback | GitHubDispatchCallback | None = webhook_from(arguments)
+    if callback is None and arguments.github_repo:
         if not arguments.github_token_block:
             raise ColabflowError("--github-repo needs --github-token-block NAME (a Secret block holding the token)")
         callback = GitHubDispatchCallback(

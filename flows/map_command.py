@@ -10,9 +10,9 @@ import argparse
 import sys
 from typing import Any
 
+from flows.job_arguments import add_run_arguments, webhook_from
 from tasks.batch_map.parameters import MapJob
 from tasks.batch_map.user_code import import_code, parse_code_path, trust_caller
-from tasks.engine.parameters import WebhookCallback
 from tasks.errors import ColabflowError
 from tasks.storage.stores import StorageAccess
 
@@ -33,13 +33,7 @@ def add_map_parser(commands: Any) -> None:
     command.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     command.add_argument("--precision", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
     command.add_argument("--limit", type=int, help="run only the first N items, as a trial")
-    command.add_argument("--results", help="where batch checkpoints go (default: the destination)")
-    command.add_argument("--task-runs", type=int, default=64, help="most task runs the batches are spread over (default 64)")
-    command.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
-    command.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block: unit rates and quota")
-    command.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
-    command.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
-    command.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
+    add_run_arguments(command)
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -55,7 +49,7 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 def map_request(arguments: argparse.Namespace, access: StorageAccess) -> MapJob:
     """Build and validate the flow's parameters from the command line."""
-    callback = WebhookCallback(url=arguments.webhook, secret_block=arguments.webhook_secret_block) if arguments.webhook else None
+    callback = webhook_from(arguments)
     return MapJob(
         items=arguments.items, destination=arguments.destination, results=arguments.results, access=access,
         job=arguments.job, function=arguments.function, params=parse_params(arguments.param),

@@ -32,7 +32,7 @@ from tasks.engine.job_folder import (
     normalize_location,
     open_job_folder,
 )
-from tasks.engine.kinds import BatchFigures
+from tasks.engine.kinds import BatchFigures, shared_file_figures
 from tasks.engine.models import (
     BatchResult,
     ItemFailure,
@@ -180,9 +180,7 @@ class BatchMapKind:
                                 output_sha256=output.output_sha256)
 
     def batch_figures(self, outputs: list[ItemOutput]) -> BatchFigures:
-        files = {output.output: output.output_size for output in outputs}
-        return BatchFigures(items=len(outputs), bytes_in=sum(output.input_size for output in outputs),
-                            bytes_out=sum(files.values()))
+        return shared_file_figures(outputs)
 
     def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
         return check_map_folder(folder)

@@ -8,8 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tasks.batch_map.outputs import OutputFormat
 from tasks.batch_map.user_code import CODE_PATH
-from tasks.engine.job_folder import DESTINATION_SCHEMES
-from tasks.engine.parameters import Callback, require_supported
+from tasks.engine.parameters import (
+    DEFAULT_DESTINATION,
+    Callback,
+    ComputeBudgetName,
+    Destination,
+    Results,
+    TaskRuns,
+    require_supported,
+)
 from tasks.engine.sources import SOURCE_SCHEMES
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
@@ -28,11 +35,8 @@ class MapJob(BaseModel):
         description="A JSONL file (one object per line, with an id field) or a folder of files (each item is "
         "{'id': relative path, 'bytes': content}): a local path, file://, gs://, gdrive:// or github://.",
     )
-    destination: str = Field(
-        default="./colabflow-data", min_length=1,
-        description="Where <job>/ goes: a local directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH.",
-    )
-    results: str | None = Field(default=None, description="Where batch checkpoints go; empty: the destination.")
+    destination: Destination = DEFAULT_DESTINATION
+    results: Results = None
     access: StorageAccess = Field(
         default_factory=StorageAccess, description="Blocks whose credentials reach remote items and destinations."
     )
@@ -51,22 +55,15 @@ class MapJob(BaseModel):
     device: Device = Field(default="auto", description="auto: CUDA when the worker has it, else the CPU.")
     precision: Precision = Field(default="fp32", description="fp16 or bf16 run the call under torch.autocast.")
     limit: int | None = Field(default=None, ge=1, description="Run only the first N items, as a trial.")
-    task_runs: int = Field(default=64, ge=1, le=10_000, description="Most task runs the batches are spread over.")
+    task_runs: TaskRuns = 64
     callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
     refresh_checkpoints: bool = Field(default=False, description="Ignore saved batch checkpoints and run every batch.")
-    compute_budget: str | None = Field(
-        default=None, min_length=1, description="Name of a ComputeBudget block (rates and quota)."
-    )
+    compute_budget: ComputeBudgetName = None
 
     @field_validator("items")
     @classmethod
     def _readable_items(cls, items: str) -> str:
         return require_supported("items", items, SOURCE_SCHEMES)
-
-    @field_validator("destination")
-    @classmethod
-    def _writable_destination(cls, destination: str) -> str:
-        return require_supported("destination", destination, DESTINATION_SCHEMES)
 
     @model_validator(mode="after")
     def _precision_needs_torch_device(self) -> MapJob:

@@ -29,7 +29,7 @@ from tasks.corpus.tokenizers import Tokenizer, tokenizer_for
 from tasks.corpus.verify import check_corpus_folder
 from tasks.engine.item_attempts import attempt_item, item_retry_policy
 from tasks.engine.job_folder import JobFolder, job_folder, normalize_location, open_job_folder
-from tasks.engine.kinds import BatchFigures
+from tasks.engine.kinds import BatchFigures, shared_file_figures
 from tasks.engine.models import BatchResult, ItemFailure, ItemFingerprint, ItemOutput, JobSettings
 from tasks.engine.shared_results import SharedResults, shared_key
 from tasks.engine.sources import open_chunk
@@ -199,9 +199,7 @@ class CorpusKind:
                                    output_sha256=output.output_sha256)
 
     def batch_figures(self, outputs: list[ItemOutput]) -> BatchFigures:
-        files = {output.output: output.output_size for output in outputs}
-        return BatchFigures(items=len(outputs), bytes_in=sum(output.input_size for output in outputs),
-                            bytes_out=sum(files.values()))
+        return shared_file_figures(outputs)
 
     def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
         return check_corpus_folder(folder)

@@ -7,8 +7,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.corpus.languages import KNOWN_LANGUAGES, SCRIPT_LANGUAGES, require_known, require_script_map
-from tasks.engine.job_folder import DESTINATION_SCHEMES
-from tasks.engine.parameters import Callback, require_supported
+from tasks.engine.parameters import (
+    DEFAULT_DESTINATION,
+    Callback,
+    ComputeBudgetName,
+    Destination,
+    Results,
+    TaskRuns,
+    require_supported,
+)
 from tasks.engine.sources import SOURCE_SCHEMES
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
@@ -27,11 +34,11 @@ class AnalyzeJob(BaseModel):
         description="Folders (or files) of UTF-8 text: local paths, file://, github://OWNER/REPO@REF/PATH, "
         "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH.",
     )
-    destination: str = Field(
-        default="./colabflow-data", min_length=1,
+    destination: Destination = Field(
+        default=DEFAULT_DESTINATION,
         description="Where <job>/ goes, and the counts every week's job shares: a local directory, gs:// or gdrive://.",
     )
-    results: str | None = Field(default=None, description="Where batch checkpoints go; empty: the destination.")
+    results: Results = None
     access: StorageAccess = Field(
         default_factory=StorageAccess, description="Blocks whose credentials reach remote sources and destinations."
     )
@@ -58,12 +65,10 @@ class AnalyzeJob(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=100_000, description="Most documents in one batch.")
     batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Most bytes of documents in one batch.")
     device: Device = Field(default="auto", description="Where counting runs: auto takes CUDA when the worker has it.")
-    task_runs: int = Field(default=64, ge=1, le=10_000, description="Most task runs the batches are spread over.")
+    task_runs: TaskRuns = 64
     callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
     refresh_checkpoints: bool = Field(default=False, description="Ignore saved checkpoints and count every document again.")
-    compute_budget: str | None = Field(
-        default=None, min_length=1, description="Name of a ComputeBudget block (rates and quota)."
-    )
+    compute_budget: ComputeBudgetName = None
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -76,16 +81,6 @@ class AnalyzeJob(BaseModel):
         for location in sources:
             require_supported("source", location, SOURCE_SCHEMES)
         return sources
-
-    @field_validator("destination")
-    @classmethod
-    def _writable_destination(cls, destination: str) -> str:
-        return require_supported("destination", destination, DESTINATION_SCHEMES)
-
-    @field_validator("results")
-    @classmethod
-    def _writable_results(cls, results: str | None) -> str | None:
-        return None if results is None else require_supported("results", results, DESTINATION_SCHEMES)
 
     @field_validator("languages", mode="before")
     @classmethod

@@ -68,6 +68,13 @@ class JobKind(Protocol):
         ...
 
 
+def shared_file_figures(outputs: list[ItemOutput]) -> BatchFigures:
+    """The figures of a batch whose items share its output files: their input bytes, and each file once."""
+    files = {output.output: output.output_size for output in outputs}
+    return BatchFigures(items=len(outputs), bytes_in=sum(output.input_size for output in outputs),
+                        bytes_out=sum(files.values()))
+
+
 @runtime_checkable
 class ReadsAhead(Protocol):
     """A kind that can start reading the items of coming batches while the current one runs."""

@@ -1,13 +1,14 @@
-"""Parameter pieces every job kind's model uses: callbacks and the checks of locations."""
+"""Parameter pieces every job kind's model uses: callbacks, and the fields and checks of its job folder."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from tasks.storage.locations import scheme_of, unsupported_scheme_message
+from tasks.storage.places import WRITABLE_SCHEMES
 
 
 class WebhookCallback(BaseModel):
@@ -60,3 +61,28 @@ def require_supported(role: str, location: str, schemes: frozenset[str]) -> str:
     if scheme_of(location) not in schemes:
         raise ValueError(unsupported_scheme_message(role, location))
     return location
+
+
+def _writable_destination(destination: str) -> str:
+    return require_supported("destination", destination, WRITABLE_SCHEMES)
+
+
+def _writable_results(results: str | None) -> str | None:
+    return None if results is None else require_supported("results", results, WRITABLE_SCHEMES)
+
+
+DEFAULT_DESTINATION = "./colabflow-data"
+Destination = Annotated[str, Field(
+    min_length=1, description="Where <job>/ goes: a local directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH.",
+), AfterValidator(_writable_destination)]
+Results = Annotated[str | None, Field(
+    description="Where batch checkpoints go (same kinds of location); empty: the destination. "
+    "Put them on GCS or Drive so a new machine can resume the job.",
+), AfterValidator(_writable_results)]
+TaskRuns = Annotated[int, Field(
+    ge=1, le=10_000,
+    description="Most task runs the batches are spread over; each carries its share and commits every batch alone.",
+)]
+ComputeBudgetName = Annotated[str | None, Field(
+    min_length=1, description="Name of a ComputeBudget block (rates and quota); empty: its default rates and no quota.",
+)]

@@ -1,0 +1,23 @@
+"""The command-line arguments every job command shares: checkpoints, task runs, budget, webhook and --json."""
+
+from __future__ import annotations
+
+import argparse
+
+from tasks.engine.parameters import WebhookCallback
+
+
+def add_run_arguments(command: argparse.ArgumentParser) -> None:
+    """--results, --task-runs, --refresh-checkpoints, --compute-budget, --webhook(-secret-block) and --json."""
+    command.add_argument("--results", help="where batch checkpoints go (default: the destination)")
+    command.add_argument("--task-runs", type=int, default=64, help="most task runs the batches are spread over (default 64)")
+    command.add_argument("--refresh-checkpoints", action="store_true", help="ignore saved batch checkpoints")
+    command.add_argument("--compute-budget", metavar="NAME", help="ComputeBudget block: unit rates and quota")
+    command.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
+    command.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
+    command.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
+
+
+def webhook_from(arguments: argparse.Namespace) -> WebhookCallback | None:
+    """The webhook the command line asks for, if any."""
+    return WebhookCallback(url=arguments.webhook, secret_block=arguments.webhook_secret_block) if arguments.webhook else None
