@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.compression.codecs import CodecChoice
 from tasks.engine.parameters import (
@@ -11,10 +11,9 @@ from tasks.engine.parameters import (
     ComputeBudgetName,
     Destination,
     Results,
+    Sources,
     TaskRuns,
-    require_supported,
 )
-from tasks.engine.sources import SOURCE_SCHEMES
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
 
@@ -24,8 +23,7 @@ class CompressJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: list[str] = Field(
-        min_length=1,
+    source: Sources = Field(
         description="Chunk files or folders, mixed freely: local paths, file://, github://OWNER/REPO@REF/PATH, "
         "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH.",
     )
@@ -47,15 +45,3 @@ class CompressJob(BaseModel):
         default=False, description="Ignore saved batch checkpoints and check every chunk again."
     )
     compute_budget: ComputeBudgetName = None
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _one_or_many(cls, source: object) -> object:
-        return [source] if isinstance(source, str) else source
-
-    @field_validator("source")
-    @classmethod
-    def _readable_sources(cls, source: list[str]) -> list[str]:
-        for location in source:
-            require_supported("source", location, SOURCE_SCHEMES)
-        return source

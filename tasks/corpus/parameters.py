@@ -6,17 +6,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.corpus.languages import KNOWN_LANGUAGES, SCRIPT_LANGUAGES, require_known, require_script_map
+from tasks.corpus.languages import (
+    KNOWN_LANGUAGES,
+    SCRIPT_LANGUAGES,
+    require_known,
+    require_script_map,
+)
 from tasks.engine.parameters import (
     DEFAULT_DESTINATION,
     Callback,
     ComputeBudgetName,
     Destination,
     Results,
+    Sources,
     TaskRuns,
-    require_supported,
 )
-from tasks.engine.sources import SOURCE_SCHEMES
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
 
@@ -29,8 +33,7 @@ class AnalyzeJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[str] = Field(
-        min_length=1,
+    sources: Sources = Field(
         description="Folders (or files) of UTF-8 text: local paths, file://, github://OWNER/REPO@REF/PATH, "
         "gs://BUCKET/PATH, gdrive://FOLDER_ID/PATH.",
     )
@@ -70,17 +73,6 @@ class AnalyzeJob(BaseModel):
     refresh_checkpoints: bool = Field(default=False, description="Ignore saved checkpoints and count every document again.")
     compute_budget: ComputeBudgetName = None
 
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _one_or_many(cls, sources: object) -> object:
-        return [sources] if isinstance(sources, str) else sources
-
-    @field_validator("sources")
-    @classmethod
-    def _readable_sources(cls, sources: list[str]) -> list[str]:
-        for location in sources:
-            require_supported("source", location, SOURCE_SCHEMES)
-        return sources
 
     @field_validator("languages", mode="before")
     @classmethod

@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from tasks.storage.locations import scheme_of, unsupported_scheme_message
-from tasks.storage.places import WRITABLE_SCHEMES
+from tasks.storage.places import READABLE_SCHEMES, WRITABLE_SCHEMES
 
 
 class WebhookCallback(BaseModel):
@@ -71,7 +78,18 @@ def _writable_results(results: str | None) -> str | None:
     return None if results is None else require_supported("results", results, WRITABLE_SCHEMES)
 
 
+def _one_or_many(sources: object) -> object:
+    return [sources] if isinstance(sources, str) else sources
+
+
+def _readable_sources(sources: list[str]) -> list[str]:
+    for location in sources:
+        require_supported("source", location, READABLE_SCHEMES)
+    return sources
+
+
 DEFAULT_DESTINATION = "./colabflow-data"
+Sources = Annotated[list[str], Field(min_length=1), BeforeValidator(_one_or_many), AfterValidator(_readable_sources)]
 Destination = Annotated[str, Field(
     min_length=1, description="Where <job>/ goes: a local directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH.",
 ), AfterValidator(_writable_destination)]
