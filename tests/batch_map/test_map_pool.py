@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +31,8 @@ BATCH = 8
 GATED_BATCH = 6  # the batch that waits for the test: five are committed before it
 
 GATED_FUNCTION = '''
-import os, time
-
 class Gated:
-    """Doubles each item's number; the batch holding `hold_at` waits while the gate file exists."""
+    """Doubles each item's number; the batch holding `hold_at` blocks until the test opens and closes the gate (a FIFO)."""
 
     def __init__(self, gate, hold_at):
         self.gate, self.hold_at = gate, hold_at
@@ -40,10 +40,21 @@ class Gated:
     def __call__(self, batch):
         if any(item["id"] == self.hold_at for item in batch):
             open(self.gate + ".reached", "w").close()
-            while os.path.exists(self.gate):
-                time.sleep(0.05)
+            with open(self.gate, "rb") as gate:  # returns once a writer has opened the FIFO and closed it
+                gate.read()
         return [{"double": item["n"] * 2} for item in batch]
 '''
+
+
+def open_gate(gate: Path) -> bool:
+    """Release the batch waiting on the FIFO, if one is (opening it for writing fails without a reader)."""
+    try:
+        os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            return False
+        raise
+    return True
 
 
 @pytest.fixture
@@ -103,11 +114,12 @@ def test_the_pool_refuses_code_outside_its_allowlist_and_job_variables_cannot_wi
 def test_a_map_job_killed_on_one_worker_is_finished_by_another_redoing_at_most_one_batch(
     map_pool: dict[str, str], tmp_path: Path,
 ) -> None:
-    """kill -9 of the worker holding batch 6 (the gate holds it there); the other worker completes the job."""
+    """kill -9 of the worker holding batch 6 (the gate holds it there); the other worker completes the job once the
+    test opens the gate for it."""
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"id": f"item-{n:04d}", "n": n}) + "\n" for n in range(ITEMS)))
     gate = tmp_path / "gate"
-    gate.touch()
+    os.mkfifo(gate)
     destination = tmp_path / "out"
     request = {"items": str(items), "destination": str(destination), "job": "killed", "function": "labcode.gated:Gated",
                "params": {"gate": str(gate), "hold_at": f"item-{GATED_BATCH * BATCH:04d}"}, "batch_size": BATCH,
@@ -117,7 +129,7 @@ def test_a_map_job_killed_on_one_worker_is_finished_by_another_redoing_at_most_o
         flow_run_id = start_deployment_run(map_pool, json.dumps({"request": request}), DEPLOYMENT)
         wait_until(lambda: Path(f"{gate}.reached").exists(), 180, 0.05, "the run to reach the gated batch")
         kill_machine(wait_until(lambda: busy_worker(workers), 30, 0.05, "the worker running the job"))
-        gate.unlink()
+        wait_until(lambda: open_gate(gate), 300, 0.1, "the other worker to reach the gated batch again")
         wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the other worker to complete the run")
     finally:
         for worker in workers:
