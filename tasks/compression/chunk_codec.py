@@ -9,7 +9,6 @@ planned (their sha256) and describes the member in a recipe.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tasks.compression.codecs import Codec
 from tasks.compression.models import Recipe
 from tasks.compression.outputs import put_member
 from tasks.engine.item_attempts import attempt_item
+from tasks.engine.item_hashes import HashingReader
 from tasks.engine.job_folder import JobFolder
 from tasks.engine.models import ItemFailure, ItemFingerprint
 from tasks.engine.sources import open_chunk, read_chunk
@@ -76,27 +76,6 @@ def compress_chunk(chunk: ItemFingerprint, data: bytes, codec: Codec) -> tuple[b
     member = codec.compress(data)
     seconds = time.perf_counter() - started
     return member, describe_chunk(chunk, codec, len(member), hashlib.sha256(member).hexdigest(), seconds)
-
-
-class HashingReader:
-    """A reader that hashes what passes through it; rewinding to 0 restarts the hash."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        block = self.stream.read(size)
-        self.digest.update(block)
-        self.size += len(block)
-        return block
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if (offset, whence) != (0, os.SEEK_SET):
-            raise ValueError("a HashingReader can only rewind to the start")
-        self.digest, self.size = hashlib.sha256(), 0
-        return self.stream.seek(0)
 
 
 def compress_chunk_stream(chunk: ItemFingerprint, source: BinaryIO, codec: Codec, member_path: Path) -> Recipe:

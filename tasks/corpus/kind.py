@@ -28,9 +28,21 @@ from tasks.corpus.parameters import AnalyzeJob
 from tasks.corpus.tokenizers import Tokenizer, tokenizer_for
 from tasks.corpus.verify import check_corpus_folder
 from tasks.engine.item_attempts import attempt_item, item_retry_policy
-from tasks.engine.job_folder import JobFolder, job_folder, normalize_location, open_job_folder
+from tasks.engine.item_hashes import HashingReader
+from tasks.engine.job_folder import (
+    JobFolder,
+    job_folder,
+    normalize_location,
+    open_job_folder,
+)
 from tasks.engine.kinds import BatchFigures, shared_file_figures
-from tasks.engine.models import BatchResult, ItemFailure, ItemFingerprint, ItemOutput, JobSettings
+from tasks.engine.models import (
+    BatchResult,
+    ItemFailure,
+    ItemFingerprint,
+    ItemOutput,
+    JobSettings,
+)
 from tasks.engine.shared_results import SharedResults, shared_key
 from tasks.engine.sources import open_chunk
 from tasks.engine.verify import JobCheck
@@ -93,18 +105,6 @@ def scheduled_job_name(scheduled: datetime | None) -> str:
     return f"corpus-{(scheduled or datetime.now(timezone.utc)).astimezone(timezone.utc):%Y-%m-%d}"
 
 
-class _Hashing:
-    """A stream that hashes what is read from it."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream, self.digest = stream, hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.digest.update(data)
-        return data
-
-
 def count_document(item: ItemFingerprint, tokenizer: Tokenizer, device: str, access: StorageAccess) -> PartialCounts:
     """A document's counts, read and counted piece by piece (SkippedDocument for binary or non-UTF-8 bytes).
 
@@ -112,7 +112,7 @@ def count_document(item: ItemFingerprint, tokenizer: Tokenizer, device: str, acc
     """
     counts = PartialCounts()
     with open_chunk(item.uri, access) as stream:
-        hashing = _Hashing(stream)
+        hashing = HashingReader(stream)
         for piece in text_pieces(cast(BinaryIO, hashing), item.item_id):
             sentences = [tokenizer.words(sentence) for sentence in tokenizer.sentences(piece)]
             counts = merge_counts(counts, count_batch([sentences], device))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import BinaryIO
 
 from tasks.engine.cores import file_weight, map_on_cores, worth_spreading
 from tasks.engine.fingerprints import FingerprintCache, cache_of
@@ -23,6 +25,27 @@ from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import READ_BLOCK, StorageAccess
 
 logger = logging.getLogger("colabflow.plan")
+
+
+class HashingReader:
+    """A reader that hashes what passes through it; rewinding to 0 restarts the hash."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.stream.read(size)
+        self.digest.update(block)
+        self.size += len(block)
+        return block
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if (offset, whence) != (0, os.SEEK_SET):
+            raise ValueError("a HashingReader can only rewind to the start")
+        self.digest, self.size = hashlib.sha256(), 0
+        return self.stream.seek(0)
 
 
 def fingerprint_chunk(ref: ItemRef, access: StorageAccess = StorageAccess()) -> ItemFingerprint:
