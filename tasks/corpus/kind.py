@@ -110,15 +110,15 @@ def count_document(item: ItemFingerprint, tokenizer: Tokenizer, device: str, acc
 
     The bytes counted must be those the plan hashed: the counts are shared under that hash.
     """
-    counts = PartialCounts()
+    counts: PartialCounts | None = None
     with open_chunk(item.uri, access) as stream:
         hashing = HashingReader(stream)
         for piece in text_pieces(cast(BinaryIO, hashing), item.item_id):
-            sentences = [tokenizer.words(sentence) for sentence in tokenizer.sentences(piece)]
-            counts = merge_counts(counts, count_batch([sentences], device))
+            counted = count_batch([[tokenizer.words(sentence) for sentence in tokenizer.sentences(piece)]], device)
+            counts = counted if counts is None else merge_counts(counts, counted)  # most documents are one piece
     if hashing.digest.hexdigest() != item.sha256:
         raise ChunkChangedError(f"document {item.item_id!r} changed while the job ran; rerun the job once it is stable")
-    return counts.model_copy(update={"documents": 1})
+    return (counts or PartialCounts()).model_copy(update={"documents": 1})
 
 
 def document_counts(item: ItemFingerprint, language: str, options: CorpusOptions, shared: SharedResults,
