@@ -84,7 +84,8 @@ def write_report(settings: JobSettings, plan: JobPlan, outcomes: list[BatchOutco
     folder = job_folder(settings)
     counts = merged_counts(folder, plan, outcomes)
     languages = [cast(LanguageCode, code) for code in options.languages]
-    report = build_report(settings.job, languages, counts, unassigned, run.failed, run.batches_run, run.batches_reused)
+    report = build_report(settings.job, languages, counts, unassigned, run.failed, run.batches_run, run.batches_reused,
+                          top=options.top)
     plots = write_plots({code: counts.get(code, PartialCounts()) for code in languages}, report.languages)
     previous = find_previous_report(previous_reports(settings, compare_with), settings.job, compare_with)
     report = report.model_copy(update={"plots": list(plots), "comparison": compare(report, previous) if previous else None})

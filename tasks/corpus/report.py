@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from tasks.corpus.counting import PartialCounts
 from tasks.corpus.languages import LANGUAGE_NAMES, LanguageCode
 from tasks.corpus.statistics import (
+    TOP_NGRAMS,
     LanguageStatistics,
     NgramFrequency,
     compute_statistics,
@@ -125,10 +126,11 @@ def build_report(
     batches_run: int,
     batches_reused: int,
     generated_at: datetime | None = None,
+    top: int = TOP_NGRAMS,
 ) -> CorpusReport:
-    """The report of a run's merged counts; a requested language missing from `counts` gets zeros."""
+    """The report of a run's merged counts, with the `top` n-grams; a requested language missing from `counts` gets zeros."""
     counted = {code: counts.get(code, PartialCounts()) for code in languages}
-    statistics = {code: compute_statistics(language) for code, language in counted.items()}
+    statistics = {code: compute_statistics(language, top) for code, language in counted.items()}
     return CorpusReport(
         job=job,
         generated_at=generated_at or datetime.now(timezone.utc),

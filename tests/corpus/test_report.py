@@ -155,3 +155,10 @@ def test_an_unknown_language_code_is_refused_by_the_model() -> None:
     data["languages"]["it"] = data["languages"].pop("de")
     with pytest.raises(ValidationError, match="it"):
         CorpusReport.model_validate(data)
+
+
+def test_the_report_keeps_the_top_n_it_is_asked_for() -> None:
+    """`--top 2` keeps two of each n-gram list (the default keeps 20)."""
+    report = build_report("week-10", ["fr"], small_counts(), [], [], 1, 0, GENERATED_AT, top=2)
+    statistics = report.languages["fr"]
+    assert len(statistics.top_unigrams) == len(statistics.top_bigrams) == 2
