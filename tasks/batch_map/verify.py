@@ -6,41 +6,17 @@ import hashlib
 from collections import defaultdict
 from typing import cast
 
-from pydantic import ValidationError
-
 from tasks.batch_map.models import MapManifestEntry
 from tasks.batch_map.outputs import OutputFormat, decode_ids
-from tasks.engine.job_folder import MANIFEST_NAME, JobFolder
+from tasks.engine.job_folder import JobFolder
 from tasks.engine.models import ItemFailure
-from tasks.engine.verify import JobCheck
+from tasks.engine.verify import JobCheck, read_manifest_entries
 from tasks.errors import ColabflowError
-
-
-def read_map_manifest(folder: JobFolder) -> tuple[list[MapManifestEntry], list[ItemFailure]]:
-    """The manifest's entries, and a problem for each line that is not one, or an id listed twice."""
-    content = folder.read(MANIFEST_NAME)
-    if content is None:
-        return [], [ItemFailure(item_id=MANIFEST_NAME, reason=f"{folder.location} has no {MANIFEST_NAME}; rerun the job")]
-    entries: list[MapManifestEntry] = []
-    problems: list[ItemFailure] = []
-    seen: set[str] = set()
-    for number, line in enumerate(content.splitlines(), start=1):
-        try:
-            entry = MapManifestEntry.model_validate_json(line)
-        except ValidationError as error:
-            problems.append(ItemFailure(item_id=MANIFEST_NAME, reason=f"line {number} of the manifest is not an "
-                                        f"entry ({error.errors()[0]['msg']})"))
-            continue
-        if entry.item_id in seen:
-            problems.append(ItemFailure(item_id=entry.item_id, reason=f"item {entry.item_id!r} is listed twice"))
-        seen.add(entry.item_id)
-        entries.append(entry)
-    return entries, problems
 
 
 def check_map_folder(folder: JobFolder) -> JobCheck:
     """Each batch file's sha256, and that it holds a result for exactly the manifest's items for it, once each."""
-    entries, problems = read_map_manifest(folder)
+    entries, problems = read_manifest_entries(folder, MapManifestEntry)
     by_file: dict[str, list[MapManifestEntry]] = defaultdict(list)
     for entry in entries:
         by_file[entry.output].append(entry)
