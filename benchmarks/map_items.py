@@ -251,7 +251,7 @@ def measure_overlap(scratch: Path, count: int, batch_size: int) -> dict[str, Any
 def measure(scratch: Path, items: int, batch_size: int, overlap_items: int) -> dict[str, Any]:
     """The warm-up job, both functions over the records, then the overlap case on slow GCS."""
     from tasks.batch_map.parameters import MapJob
-    from tasks.batch_map.user_code import trust_caller
+    from tasks.engine.user_code import trust_caller
 
     trust_caller()  # as the command line does: the benchmark's own functions are not on a pool's allowlist
     records = write_records(scratch / "items.jsonl", items)

@@ -1,7 +1,7 @@
 """`colabflow map`: its arguments, and the run of the map-items flow from the command line.
 
 The command line runs as its caller, who may already run any code, so it trusts the function it
-is given (tasks/batch_map/user_code.py); a run on the pool is held to the worker's allowlist.
+is given (tasks/engine/user_code.py); a run on the pool is held to the worker's allowlist.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.job_arguments import add_run_arguments, webhook_from
 from tasks.batch_map.parameters import MapJob
-from tasks.batch_map.user_code import import_code, parse_code_path, trust_caller
+from tasks.engine.user_code import import_code, parse_code_path, trust_caller
 from tasks.errors import ColabflowError
 from tasks.storage.stores import StorageAccess
 

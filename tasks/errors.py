@@ -10,6 +10,7 @@
     ├── CodecUnavailableError(RuntimeError)    a codec that cannot run on this machine
     ├── CoreWorkerError(RuntimeError)          a worker process died while it held part of a batch
     ├── GpuOutOfMemoryError(MemoryError)       even the smallest GPU sub-batch does not fit
+    ├── InvalidProgramError(ValueError)        an iterative program that breaks its contract
     ├── DestinationError(OSError)              a destination that cannot take the output
     ├── CorruptOutputError(ValueError)         a .gz, recipe or manifest that fails its checks
     ├── CallbackRejectedError(RuntimeError)    a remote that refused the callback (401/403/404/4xx)
@@ -75,6 +76,10 @@ class CoreWorkerError(ColabflowError, RuntimeError):
 
 class GpuOutOfMemoryError(ColabflowError, MemoryError):
     """Even the smallest sub-batch does not fit in the GPU's free memory; never retried."""
+
+
+class InvalidProgramError(ColabflowError, ValueError):
+    """An iterative program that breaks its contract: a missing method, a bad step result or state value."""
 
 
 class DestinationError(ColabflowError, OSError):

@@ -328,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.drive.lock:
                 self.server.drive.busy -= 1
 
-    do_POST = do_PUT = do_PATCH = do_GET
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def _dispatch(self) -> None:
         drive = self.server.drive
@@ -397,6 +397,10 @@ class _Handler(BaseHTTPRequestHandler):
         found = drive.files.get(file_id)
         if found is None:
             self._send(404, error_body(404, "notFound"))
+        elif self.command == "DELETE":
+            with drive.lock:
+                del drive.files[file_id]
+            self._send(204, b"")
         elif self.command == "PATCH":
             found.app_properties.update(json.loads(body or b"{}").get("appProperties", {}))
             self._json(200, drive.render(found, query.get("fields")))

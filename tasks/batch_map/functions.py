@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from tasks.batch_map.outputs import ResultError
-from tasks.batch_map.user_code import import_code, parse_code_path
+from tasks.engine.user_code import import_code, parse_code_path
 from tasks.engine.models import ItemFailure
 from tasks.errors import GpuOutOfMemoryError, InvalidParameterError
 from tasks.gpu.oom_backoff import BatchSizeMemory, run_with_oom_backoff

@@ -23,7 +23,7 @@ from tasks.batch_map.models import MapManifestEntry, MapOptions
 from tasks.batch_map.outputs import OutputFormat, encode_batch
 from tasks.batch_map.parameters import Device, MapJob
 from tasks.batch_map.read_ahead import item_reader
-from tasks.batch_map.user_code import parse_code_path, source_sha256
+from tasks.engine.user_code import parse_code_path, source_sha256
 from tasks.batch_map.verify import check_map_folder
 from tasks.engine.item_attempts import item_retry_policy
 from tasks.engine.job_folder import (

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.batch_map.outputs import OutputFormat
-from tasks.batch_map.user_code import CODE_PATH
+from tasks.engine.user_code import CODE_PATH
 from tasks.engine.parameters import (
     DEFAULT_DESTINATION,
     Callback,

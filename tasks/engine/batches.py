@@ -17,7 +17,7 @@ from types import ModuleType
 
 from tasks.engine.checkpoints import batch_checkpoint_key, commit_batch, read_commit
 from tasks.engine.item_attempts import attempt_item, describe_error, io_thread_count
-from tasks.engine.kinds import JobKind, job_kind
+from tasks.engine.kinds import BatchKind, batch_kind
 from tasks.engine.models import (
     BatchOutcome,
     BatchResult,
@@ -45,7 +45,7 @@ def _without_gpu_modules(name: str) -> ModuleType:
     raise ImportError(f"{name} is not read for a job that runs on the CPU")
 
 
-def record_telemetry(kind: JobKind, settings: JobSettings, batch_index: int, result: BatchResult, seconds: float) -> None:
+def record_telemetry(kind: BatchKind, settings: JobSettings, batch_index: int, result: BatchResult, seconds: float) -> None:
     """Append the device reading after a batch to `<job>/telemetry.jsonl` and emit its event.
 
     The batch's figures count the items it did, not those already in the job folder. A CPU job
@@ -60,7 +60,7 @@ def record_telemetry(kind: JobKind, settings: JobSettings, batch_index: int, res
     record_batch_telemetry(settings.destination, settings.access, telemetry)
 
 
-def do_batch(kind: JobKind, batch: list[ItemFingerprint], settings: JobSettings, batch_index: int, key: str) -> BatchResult:
+def do_batch(kind: BatchKind, batch: list[ItemFingerprint], settings: JobSettings, batch_index: int, key: str) -> BatchResult:
     """Run the kind's batch, record its telemetry and, when no item failed, commit it."""
     started = time.perf_counter()
     result = kind.run_batch(batch, settings)
@@ -70,7 +70,7 @@ def do_batch(kind: JobKind, batch: list[ItemFingerprint], settings: JobSettings,
     return result
 
 
-def salvage_batch(kind: JobKind, batch: list[ItemFingerprint], settings: JobSettings, error: str) -> BatchResult:
+def salvage_batch(kind: BatchKind, batch: list[ItemFingerprint], settings: JobSettings, error: str) -> BatchResult:
     """After a batch failed for good, keep the items already in the job folder; only the rest fail.
 
     Those written in this run count as done, older ones as found at the destination.
@@ -104,7 +104,7 @@ def run_batch(
     committed = None if refresh else read_commit(settings, key)
     if committed is not None:
         return BatchOutcome(item_ids=item_ids, result=committed, from_checkpoint=True, seconds=time.perf_counter() - started)
-    kind = job_kind(settings.kind)
+    kind = batch_kind(settings.kind)
     attempt = 0
     while True:
         try:

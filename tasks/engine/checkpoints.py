@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from blocks.checkpoints import CheckpointStorage
 from tasks.engine.job_folder import JobFolder, job_folder, results_folder
-from tasks.engine.kinds import job_kind
+from tasks.engine.kinds import batch_kind
 from tasks.engine.models import BatchResult, ItemFingerprint, JobSettings
 from tasks.storage.stores import StorageAccess
 
@@ -54,7 +54,7 @@ def batch_checkpoint_key(batch: list[ItemFingerprint], settings: JobSettings) ->
             settings.destination,
             settings.job,
             settings.kind,
-            job_kind(settings.kind).identity(settings),
+            batch_kind(settings.kind).identity(settings),
             [[item.item_id, item.sha256] for item in batch],
         ],
         separators=(",", ":"),

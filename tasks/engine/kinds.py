@@ -1,9 +1,12 @@
 """The `JobKind` seam: what one kind of job adds to the engine, and the registry that finds it.
 
-A kind contributes its identity (part of every checkpoint key), running one batch, finding an
-item already finished (skip and salvage), its manifest line, its batch figures for telemetry
-and its verify check. Planning, commit units, checkpoints, the job record, quarantine, report,
-status, telemetry, ledger and callback are the engine's, the same for every kind.
+A kind contributes its verify check. A batch kind (`BatchKind`) adds its identity (part of every
+checkpoint key), running one batch, finding an item already finished (skip and salvage), its
+manifest line and its batch figures for telemetry; planning, commit units, checkpoints,
+quarantine and the manifest are then the engine's. A kind that is not items in batches (an
+iterative job: one state that evolves) keeps its own checkpoints and tells `colabflow status`
+its progress (`ReportsProgress`). The job record, report, status, ledger, progress artifact and
+callback are the engine's, the same for every kind.
 
 The registry is the package layout: the kind named `NAME` is `JOB_KIND` in `tasks/NAME/kind.py`,
 imported on first use, as URI schemes find their stores. So a new kind is a package plus a flow,
@@ -38,10 +41,20 @@ class BatchFigures:
     bytes_out: int
 
 
+@runtime_checkable
 class JobKind(Protocol):
-    """One kind of job, as the engine sees it."""
+    """One kind of job, as the engine's commands (`verify`, `status`) see it."""
 
     name: str
+
+    def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
+        """Check every output of a finished job folder against its manifest."""
+        ...
+
+
+@runtime_checkable
+class BatchKind(JobKind, Protocol):
+    """A kind whose work is items in batches: the engine plans, commits and resumes them."""
 
     def identity(self, settings: JobSettings) -> list[JsonValue]:
         """What, besides the items, makes a batch's output what it is (compression: codec, version, level)."""
@@ -63,8 +76,13 @@ class JobKind(Protocol):
         """The telemetry figures of the outputs a batch produced."""
         ...
 
-    def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
-        """Check every output of a finished job folder against its manifest."""
+
+@runtime_checkable
+class ReportsProgress(Protocol):
+    """A kind whose progress is not items in committed batches (iterations): `colabflow status` asks it."""
+
+    def job_progress(self, folder: JobFolder, access: StorageAccess) -> dict[str, JsonValue]:
+        """What the job folder says of the job's progress, as named figures."""
         ...
 
 
@@ -99,4 +117,12 @@ def job_kind(name: str) -> JobKind:
             "package tasks/NAME/ whose kind.py defines JOB_KIND"
         )
     kind: JobKind = importlib.import_module(f"tasks.{name}.kind").JOB_KIND
+    return kind
+
+
+def batch_kind(name: str) -> BatchKind:
+    """The kind called `name`, which must run batches (the engine's batch stages call this)."""
+    kind = job_kind(name)
+    if not isinstance(kind, BatchKind):
+        raise InvalidParameterError(f"job kind {name!r} does not run batches of items; use its own flow")
     return kind

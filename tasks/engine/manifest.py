@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.engine.job_folder import MANIFEST_NAME, job_folder
-from tasks.engine.kinds import JobKind, job_kind
+from tasks.engine.kinds import BatchKind, batch_kind
 from tasks.engine.models import (
     BatchOutcome,
     ItemFailure,
@@ -24,7 +24,7 @@ def finished_outputs(outcomes: list[BatchOutcome]) -> list[ItemOutput]:
     return [output for outcome in outcomes if outcome.result for output in outcome.result.outputs]
 
 
-def manifest_lines(kind: JobKind, outputs: list[ItemOutput]) -> bytes:
+def manifest_lines(kind: BatchKind, outputs: list[ItemOutput]) -> bytes:
     """Render the manifest: one line per item, sorted by item id, so equal jobs give equal bytes."""
     ordered = sorted(outputs, key=lambda output: output.item_id)
     return b"".join(kind.manifest_entry(output).model_dump_json().encode() + b"\n" for output in ordered)
@@ -50,7 +50,7 @@ def write_manifest(settings: JobSettings, outputs: list[ItemOutput]) -> Manifest
                 reason=f"a checkpoint says item {output.item_id!r} is done, but its output {output.output!r} is "
                 "missing or has the wrong size in the job folder; rerun with --refresh-checkpoints",
             ))
-    content = manifest_lines(job_kind(settings.kind), present)
+    content = manifest_lines(batch_kind(settings.kind), present)
     path = folder.write(MANIFEST_NAME, content)
     folder.sync()
     return ManifestSummary(path=path, sha256=hashlib.sha256(content).hexdigest(), entries=len(present), missing=missing)

@@ -27,7 +27,7 @@ from tasks.engine.checkpoints import (
     unit_checkpoint_key,
     unit_run_name,
 )
-from tasks.engine.kinds import ReadsAhead, job_kind
+from tasks.engine.kinds import ReadsAhead, batch_kind
 from tasks.engine.models import (
     BatchOutcome,
     ItemFingerprint,
@@ -53,7 +53,7 @@ def run_unit(
     A kind that reads ahead is told, before each batch, of that batch and the next
     `READ_AHEAD_BATCHES`, the first ones of the next unit (`coming`) included.
     """
-    kind = job_kind(settings.kind)
+    kind = batch_kind(settings.kind)
     following = [*batches, *(coming or [])]
     outcomes = []
     for offset, batch in enumerate(batches):
@@ -147,7 +147,7 @@ def _after_unit_failure(batch: list[ItemFingerprint], settings: JobSettings, mes
     committed = read_commit(settings, batch_checkpoint_key(batch, settings))
     if committed is not None:
         return BatchOutcome(item_ids=item_ids, result=committed, from_checkpoint=True)
-    return BatchOutcome(item_ids=item_ids, result=salvage_batch(job_kind(settings.kind), batch, settings, message), error=message)
+    return BatchOutcome(item_ids=item_ids, result=salvage_batch(batch_kind(settings.kind), batch, settings, message), error=message)
 
 
 def run_batches(

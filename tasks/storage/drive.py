@@ -225,6 +225,14 @@ class DriveStore:
         return self._requests.files().create(body=body, media_body=media, fields=ENTRY_FIELDS,
                                              supportsAllDrives=True)
 
+    def delete(self, key: str) -> None:
+        """Remove the file for good (not to the trash, which still counts against the quota)."""
+        entry = self._file(key)
+        if entry is None:
+            return
+        request = self._requests.files().delete(fileId=entry["id"], supportsAllDrives=True)
+        self._requests.call(f"delete {self.location}/{key}", request.execute)
+
     def _file(self, key: str) -> Entry | None:
         *folders, name = split_key(key)
         parent = self._folders.resolve(folders, create=False)

@@ -202,6 +202,18 @@ class GcsStore:
             return
         raise RemoteUnavailableError(f"{uri} keeps changing under another writer; retry once it is idle")
 
+    def delete(self, key: str) -> None:
+        """Remove the object; a 404 (already gone) is not an error."""
+        from google.api_core.exceptions import NotFound
+
+        def remove() -> None:
+            try:
+                self.bucket.blob(key).delete(retry=None)
+            except NotFound:
+                pass
+
+        self._call(f"delete {self.location}/{key}", remove)
+
     def update(self, key: str, change: Callable[[bytes | None], bytes | None], attempts: int = 8) -> None:
         """Read-modify-write that carries the generation it read as the write's precondition.
 

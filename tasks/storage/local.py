@@ -76,6 +76,21 @@ class LocalStore:
 
         write_atomically(self.path(key), copy)
 
+    def delete(self, key: str) -> None:
+        """Remove the file, then its folders up to the root while they are empty."""
+        path = self.path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            raise DestinationError.for_os_error(error, path) from None
+        folder = path.parent
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
     def sync(self) -> None:
         """Make every write so far durable: one sync of the root's file system."""
         sync_file_system(self.root)

@@ -93,6 +93,10 @@ class ObjectStore(ReadableStore, Protocol):
         """Like `write_bytes`, streaming a local file (resumable on remotes)."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object; nothing happens when it is absent."""
+        ...
+
 
 def make_durable(store: ReadableStore) -> None:
     """Make the store's writes so far survive a machine crash.
@@ -102,6 +106,11 @@ def make_durable(store: ReadableStore) -> None:
     sync: Callable[[], None] | None = getattr(store, "sync", None)
     if sync is not None:
         sync()
+
+
+def delete_object(store: ObjectStore, key: str) -> None:
+    """Remove the object; a no-op when it is already absent (so a rerun of a removal is harmless)."""
+    store.delete(key)
 
 
 def read_bytes(store: ReadableStore, key: str) -> bytes:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.batch_map import functions, user_code
+from tasks.batch_map import functions
+from tasks.engine import user_code
 from tasks.batch_map.kind import JOB_KIND, map_batch, prepare_map
 from tasks.batch_map.outputs import ResultError
 from tasks.batch_map.parameters import MapJob

@@ -15,7 +15,7 @@ import pytest
 from tasks.errors import MissingObjectError
 from tasks.storage.local import LocalStore
 from tasks.storage.shared_files import update_object
-from tasks.storage.stores import ObjectStore, StorageAccess, read_bytes, read_optional
+from tasks.storage.stores import ObjectStore, StorageAccess, delete_object, read_bytes, read_optional
 
 
 @dataclass(frozen=True)
@@ -142,3 +142,13 @@ def test_a_shared_file_update_applies_every_change_in_turn(store: ObjectStore, r
         update_object(store, key, adding(b"entry %d" % number))
     update_object(store, key, adding(b"entry 3"))
     assert read_bytes(store, key).splitlines() == [b"entry %d" % number for number in range(5)]
+
+
+def test_a_deleted_object_is_gone_and_deleting_it_again_changes_nothing(store: ObjectStore, root: str) -> None:
+    """Delete removes one object and leaves its neighbours; an absent object deletes without error."""
+    store.write_bytes(f"{root}/old/state.json", b"old")
+    store.write_bytes(f"{root}/kept/state.json", b"kept")
+    delete_object(store, f"{root}/old/state.json")
+    delete_object(store, f"{root}/old/state.json")
+    assert read_optional(store, f"{root}/old/state.json") is None
+    assert [info.key for info in store.list(root)] == [f"{root}/kept/state.json"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.batch_map import user_code
-from tasks.batch_map.user_code import (
+from tasks.engine import user_code
+from tasks.engine.user_code import (
     ALLOWED_CODE_VARIABLE,
     CodePath,
     import_code,
@@ -44,7 +44,7 @@ def test_the_pool_refuses_code_outside_the_allowlist_naming_the_setting(referenc
     """The default allowlist holds colabflow's examples only; the message names the setting and its value."""
     monkeypatch.delenv(ALLOWED_CODE_VARIABLE, raising=False)
     with pytest.raises(InvalidParameterError, match=rf"{reference!r} is not allowed on this worker: it imports only "
-                       rf"modules under tasks\.batch_map\.examples \({ALLOWED_CODE_VARIABLE}, set where the worker starts"):
+                       rf"modules under tasks\.\*\.examples \({ALLOWED_CODE_VARIABLE}, set where the worker starts"):
         import_code(parse_code_path(reference))
 
 
@@ -65,6 +65,16 @@ def test_a_prefix_covers_its_package_and_nothing_that_merely_starts_alike(monkey
     require_allowed(CodePath("lab.deep.module", "f"))
     with pytest.raises(InvalidParameterError, match="under lab, tasks.batch_map.examples"):
         require_allowed(CodePath("labx", "f"))
+
+
+def test_the_default_covers_every_kinds_examples_and_only_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tasks.*.examples` allows each kind's examples package; a `*` never spans two names."""
+    monkeypatch.delenv(ALLOWED_CODE_VARIABLE, raising=False)
+    for module in ("tasks.batch_map.examples.text", "tasks.iterations.examples.hill_climb"):
+        require_allowed(CodePath(module, "x"))
+    for module in ("tasks.engine.cores", "tasks.examples", "tasks.batch_map.functions"):
+        with pytest.raises(InvalidParameterError, match="not allowed on this worker"):
+            require_allowed(CodePath(module, "x"))
 
 
 def test_an_allowed_module_loads_and_its_identity_is_its_source_hash(lab_module: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,8 @@ A map function (or an iterative program) named in a run's parameters runs on the
 person who may only trigger runs must not make a worker run `subprocess:Popen` or `os:system`.
 So a run on the pool imports only modules under the allowlist of module prefixes set where the
 worker starts (`COLABFLOW_ALLOWED_CODE`, comma-separated); the default holds colabflow's
-examples alone. The check happens before the import, because importing a module runs it. The
+examples alone (`tasks.*.examples`: a `*` stands for one whole package name, so every kind's
+examples package is covered without the engine naming kinds). The check happens before the import, because importing a module runs it. The
 local command line runs as its caller, who can already run any code, so it trusts what it is
 given (`trust_caller`); parameters cannot reach that switch.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from tasks.errors import InvalidParameterError
 
 ALLOWED_CODE_VARIABLE = "COLABFLOW_ALLOWED_CODE"
-DEFAULT_ALLOWED_CODE = ("tasks.batch_map.examples",)
+DEFAULT_ALLOWED_CODE = ("tasks.*.examples",)
 CODE_PATH = re.compile(r"^(?P<module>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*):(?P<name>[A-Za-z_]\w*)$")
 
 _caller_trusted = False
@@ -67,8 +68,11 @@ def parse_code_path(text: str, role: str = "function") -> CodePath:
 
 
 def under_prefix(module: str, prefix: str) -> bool:
-    """Whether `module` is `prefix` or inside it: 'lab' covers 'lab.x', not 'labx'."""
-    return module == prefix or module.startswith(prefix + ".")
+    """Whether `module` is `prefix` or inside it: 'lab' covers 'lab.x', not 'labx'; '*' is one whole name."""
+    names, wanted = module.split("."), prefix.split(".")
+    return len(names) >= len(wanted) and all(
+        pattern == "*" or name == pattern for name, pattern in zip(names, wanted)
+    )
 
 
 def require_allowed(path: CodePath, role: str = "function") -> None:
