@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from deployments.durations import parse_duration
 from flows.analyze_command import add_analyze_parser, run_analyze
 from flows.job_arguments import add_run_arguments, webhook_from
+from flows.iterate_command import add_iterate_parser, run_iterate
 from flows.map_command import add_map_parser, run_map
 from tasks.compression.codecs import require_codec
 from tasks.compression.parameters import CompressJob
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_access_arguments(commands.choices["map"])
     add_analyze_parser(commands)
     add_access_arguments(commands.choices["analyze"])
+    add_iterate_parser(commands)
+    add_access_arguments(commands.choices["iterate"])
 
     restore = commands.add_parser("restore", help="restore every chunk of a job folder and check its sha256")
     restore.add_argument("job_dir", help="<destination>/<job>: a directory, gs://… or gdrive://…")
@@ -241,9 +244,13 @@ def run_analyze_command(arguments: argparse.Namespace) -> int:
     return run_analyze(arguments, access_from(arguments))
 
 
+def run_iterate_command(arguments: argparse.Namespace) -> int:
+    return run_iterate(arguments, access_from(arguments))
+
+
 COMMANDS = {
-    "compress": run_compress, "map": run_map_command, "analyze": run_analyze_command, "setup": run_setup,
-    "worker": run_worker, "status": run_status,
+    "compress": run_compress, "map": run_map_command, "analyze": run_analyze_command, "iterate": run_iterate_command,
+    "setup": run_setup, "worker": run_worker, "status": run_status,
 }
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, TaskRun
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from blocks.compute_budget import ComputeBudget
 from tasks.engine.checkpoints import TASK_RUN_PREFIX, count_committed_items
@@ -23,6 +23,7 @@ from tasks.engine.job_record import (
     JobRecord,
     read_job_record,
 )
+from tasks.engine.kinds import BatchKind, ReportsProgress, job_kind
 from tasks.engine.ledger import read_ledger, spend
 from tasks.engine.telemetry import count_batches_redone
 from tasks.errors import CorruptOutputError, InvalidParameterError
@@ -57,6 +58,7 @@ class JobStatus(BaseModel):
     """What a job folder, and the API when reachable, say about a job."""
 
     job_dir: str | None
+    kind: str | None = Field(default=None, description="The job kind that writes the folder.")
     host: str | None = Field(description="Host of the run's latest attempt, from the job folder.")
     attempt: int | None = Field(description="Attempt number recorded by the latest run in the job folder.")
     items_done: int | None = Field(description="Items in the job's committed batches.")
@@ -69,11 +71,14 @@ class JobStatus(BaseModel):
         default=None, description="Units every job at the job's destination spent, from its ledger.jsonl."
     )
     quota_units: float | None = Field(default=None, description="The given ComputeBudget's quota; None without one.")
+    progress: dict[str, JsonValue] | None = Field(
+        default=None, description="A kind's own progress figures (iterative jobs: iteration, last checkpoint and its age)."
+    )
     run: RunStatus | None
 
 
-def read_job_folder(job_location: str, access: StorageAccess) -> tuple[JobRecord, int, int]:
-    """The job record, the items done (in committed batches) and the items quarantined."""
+def read_job_folder(job_location: str, access: StorageAccess) -> tuple[JobRecord, int | None, int]:
+    """The job record, the items done (in committed batches; None for a kind without batches) and the items quarantined."""
     folder = open_job_location(job_location, access)
     record = read_job_record(folder)
     if record is None:
@@ -82,7 +87,8 @@ def read_job_folder(job_location: str, access: StorageAccess) -> tuple[JobRecord
         )
     results = open_job_folder(record.results, folder.job, access) if record.results else folder
     quarantine = folder.read(QUARANTINE_NAME) or b""
-    return record, count_committed_items(results), len(quarantine.splitlines())
+    done = count_committed_items(results) if isinstance(job_kind(record.kind), BatchKind) else None
+    return record, done, len(quarantine.splitlines())
 
 
 def read_task_runs(client: SyncPrefectClient, flow_run_id: UUID) -> list[TaskRun]:
@@ -176,7 +182,9 @@ def job_status(
     folder = open_job_location(target, access)
     spent = spend(read_ledger(folder.destination, access))
     redone = count_batches_redone(folder.destination, access, folder.job)
-    return JobStatus(job_dir=target, host=record.host, attempt=record.attempt, items_done=done,
+    kind = job_kind(record.kind)
+    progress = kind.job_progress(folder, access) if isinstance(kind, ReportsProgress) else None
+    return JobStatus(job_dir=target, kind=record.kind, progress=progress, host=record.host, attempt=record.attempt, items_done=done,
                      items_total=record.items_total, quarantined=quarantined, batches_redone=redone,
                      compute_units_spent=spent,
                      quota_units=quota, run=read_run(client, run_id, record.host) if client and run_id else None)

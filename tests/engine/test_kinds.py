@@ -6,7 +6,7 @@ import pytest
 
 from tasks.compression.kind import JOB_KIND, CompressionKind
 from tasks.engine.batches import task_units
-from tasks.engine.kinds import job_kind, registered_kinds
+from tasks.engine.kinds import BatchKind, ReportsProgress, batch_kind, job_kind, registered_kinds
 from tasks.errors import InvalidParameterError
 
 
@@ -14,6 +14,14 @@ def test_a_kind_is_found_by_the_package_that_holds_its_kind_module() -> None:
     """`compression` is registered because tasks/compression/kind.py defines JOB_KIND."""
     assert "compression" in registered_kinds()
     assert job_kind("compression") is JOB_KIND and isinstance(JOB_KIND, CompressionKind)
+
+
+def test_every_kind_but_iterations_runs_batches_and_only_iterations_reports_its_own_progress() -> None:
+    """The batch stages take batch kinds alone: an iterative job has no batches, and says so if asked."""
+    assert {name for name in registered_kinds() if not isinstance(job_kind(name), BatchKind)} == {"iterations"}
+    assert {name for name in registered_kinds() if isinstance(job_kind(name), ReportsProgress)} == {"iterations"}
+    with pytest.raises(InvalidParameterError, match="job kind 'iterations' does not run batches of items"):
+        batch_kind("iterations")
 
 
 @pytest.mark.parametrize("name", ["no-such-kind", "engine", "../compression"])

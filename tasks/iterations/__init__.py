@@ -1,0 +1,1 @@
+"""Iterative jobs: one program state that evolves, checkpointed and resumed exactly."""

@@ -1,0 +1,1 @@
+"""Example iterative programs shipped with colabflow: a hill climb and a small torch training."""
