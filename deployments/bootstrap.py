@@ -24,6 +24,9 @@ import flows
 from tasks.hosts import Host
 
 STOP_GRACE_SECONDS = 120.0
+# Sent at a drain, before SIGTERM, to the flow-run processes that catch it: an iterative job then
+# checkpoints and has its run rescheduled itself (tasks/iterations/drain.py).
+DRAIN_SIGNAL = signal.SIGUSR1
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,13 @@ def flow_run_processes(worker_pid: int) -> list[psutil.Process]:
 def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
     """Stop the worker without losing its runs.
 
-    The worker is frozen first (SIGSTOP) so it takes no new run, then each flow run gets SIGTERM,
-    which reschedules it (`PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule`). Signalling the
-    worker's whole group at once is not enough: the worker's own shutdown stops the run supervisor
-    before it can pass the intent on, and the run carries on unsupervised. What is still alive after
-    `grace` seconds is killed, and so is the frozen worker.
+    The worker is frozen first (SIGSTOP) so it takes no new run. A flow-run process that catches
+    DRAIN_SIGNAL (an iterative job) gets it first: it finishes its step, checkpoints and has its
+    run rescheduled, and its run is given `grace` seconds to end that way. Then each flow run left
+    gets SIGTERM, which reschedules it (`PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule`).
+    Signalling the worker's whole group at once is not enough: the worker's own shutdown stops the
+    run supervisor before it can pass the intent on, and the run carries on unsupervised. What is
+    still alive after `grace` seconds is killed, and so is the frozen worker.
     """
     try:
         supervisor = psutil.Process(worker.pid)
@@ -161,12 +166,37 @@ def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE
     except psutil.NoSuchProcess:
         worker.wait()
         return
+    draining = [run for run in runs if _ask_to_checkpoint(run)]
+    _wait_until_exited(draining, grace)
     for run in runs:
         _signal_quietly(run, signal.SIGTERM)
     _wait_until_exited(runs, grace)
     for process in [*descendants, supervisor]:
         _signal_quietly(process, signal.SIGKILL)
     worker.wait()
+
+
+def _ask_to_checkpoint(run: psutil.Process) -> bool:
+    """Send DRAIN_SIGNAL to the run's processes that catch it; whether any did."""
+    try:
+        catching = [process for process in [run, *run.children(recursive=True)] if catches_signal(process.pid, DRAIN_SIGNAL)]
+    except psutil.NoSuchProcess:
+        return False
+    for process in catching:
+        _signal_quietly(process, DRAIN_SIGNAL)
+    return bool(catching)
+
+
+def catches_signal(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (its `SigCgt` mask on Linux); False where unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def _exited(process: psutil.Process) -> bool:

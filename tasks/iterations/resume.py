@@ -17,6 +17,7 @@ from tasks.iterations.checkpoints import (
     METRICS_DIR,
     LatestPointer,
     checkpoint_key,
+    checkpoint_name,
     checkpoint_names,
     point_latest,
     read_checkpoint,
@@ -43,6 +44,9 @@ def find_in_force(folder: JobFolder) -> tuple[LoadedCheckpoint | None, list[str]
                 f"{folder.location}/{LATEST_NAME} names {pointer.checkpoint}, which is gone, and no older checkpoint "
                 "is left; restore the checkpoints, or start again under a new --job name"
             )
+        if names[0] != checkpoint_name(pointer.iteration):
+            warnings.append(f"{folder.location}/{LATEST_NAME} names {pointer.checkpoint}, which is gone; taking the "
+                            "newest older checkpoint that verifies")
     elif content is None and names:
         names = [name for name in names if folder.read(checkpoint_key(name, "done.json")) is not None]
     problems: list[str] = []

@@ -7,7 +7,6 @@ storage error fails the task and its retry resumes from the checkpoint in force.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 
@@ -35,7 +34,6 @@ from tasks.iterations.report import REPORT_NAME, artifact_markdown, folder_markd
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 
 QUOTA_CHECK_SECONDS = 30.0
-WORKER_RUN_VARIABLE = "PREFECT__FLOW_RUN_ID"  # set for a run a worker started, absent for the command line
 
 
 def prepare_iterate(request: IterateJob) -> JobSettings:
@@ -98,7 +96,7 @@ class LedgerUpdates:
 @task(name="iterate", cache_policy=NO_CACHE, persist_result=False, retries=len(IO_RETRY_DELAYS),
       retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_if_transient)
 def iterate_task(request: IterateJob, settings: JobSettings, budget: ComputeBudget, spent_before: float) -> IterationRun:
-    """Step the program to the end or a stop. A drain under a worker checkpoints, then hands the signal on."""
+    """Step the program to the end or a stop. A drain under a worker checkpoints, then has the run rescheduled."""
     logger = get_run_logger()
     folder = job_folder(settings)
     with stop_requests() as requests:
@@ -111,8 +109,7 @@ def iterate_task(request: IterateJob, settings: JobSettings, budget: ComputeBudg
         if run.stopped_reason == "drain":
             logger.info("%s: stopped by %s at iteration %d, checkpoint durable", request.job,
                         requests.received.name if requests.received else "a signal", run.loop.iterations_done)
-            if os.environ.get(WORKER_RUN_VARIABLE):
-                requests.deliver()
+            requests.hand_over()
     return run
 
 

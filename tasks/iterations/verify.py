@@ -54,7 +54,7 @@ def check_metrics(folder: JobFolder, iterations: int) -> list[ItemFailure]:
         return [ItemFailure(item_id=METRICS_NAME, reason="differs from the checkpoints' metrics segments")]
     numbers = []
     for line in content.splitlines():
-        number = line.split(b",", 1)[0].removeprefix(b'{"iteration":')
+        number = line.split(b",", 1)[0].removeprefix(b'{"iteration":').removesuffix(b"}")  # {} as metrics too
         numbers.append(int(number) if number.isdigit() else -1)
     if numbers != list(range(iterations)):
         return [ItemFailure(item_id=METRICS_NAME, reason=f"does not list iterations 0 to {iterations - 1} once each")]

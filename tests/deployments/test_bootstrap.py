@@ -165,3 +165,25 @@ def test_a_worker_on_colab_unassigns_the_idle_runtime_once(prefect_api: str, tmp
     output = log.read_text()
     assert "GPU class cpu; serving cpu, any of pool colab-idle" in output
     assert "releasing the host" in output and "runtime released" in output
+
+
+def test_the_drain_signal_goes_only_to_processes_that_catch_it() -> None:
+    """A process with a SIGUSR1 handler (an iterative job's loop) is seen to catch it; a plain Python one is not.
+    Both sides name the same signal."""
+    from deployments.bootstrap import DRAIN_SIGNAL, catches_signal
+    from tasks.iterations.drain import DRAIN_SIGNAL as LOOP_DRAIN_SIGNAL
+
+    assert DRAIN_SIGNAL == LOOP_DRAIN_SIGNAL
+    script = ("import signal, sys\nif sys.argv[1] == 'catch':\n    signal.signal(signal.SIGUSR1, lambda *_: None)\n"
+              "print('ready', flush=True)\nsys.stdin.read()\n")
+    children = {mode: subprocess.Popen([sys.executable, "-c", script, mode], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True) for mode in ("catch", "plain")}
+    try:
+        for child in children.values():
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        assert catches_signal(children["catch"].pid, DRAIN_SIGNAL)
+        assert not catches_signal(children["plain"].pid, DRAIN_SIGNAL)
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait()
