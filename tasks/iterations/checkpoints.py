@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import safetensors.torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from tasks.engine.job_folder import JobFolder
 from tasks.errors import CorruptOutputError
 from tasks.iterations.models import LoadedCheckpoint, LoopState, Snapshot
-from tasks.iterations.state_format import deserialize_state
+from tasks.iterations.state_format import EncodedState, deserialize_state
 from tasks.storage.shared_files import update_object
 from tasks.storage.stores import delete_object
 
@@ -72,16 +73,17 @@ def write_checkpoint(folder: JobFolder, snapshot: Snapshot) -> str:
     """Write the snapshot complete and durable, then move `latest.json` to it; its name."""
     name = checkpoint_name(snapshot.loop.iterations_done)
     tensors = safetensors.torch.save(snapshot.encoded.tensors)
+    tensors_sha256 = sha256_hex(tensors)
     state = json.dumps({
         "format": CHECKPOINT_FORMAT, "identity": snapshot.identity, "loop": snapshot.loop.model_dump(mode="json"),
-        "state": snapshot.encoded.skeleton, "tensors_sha256": sha256_hex(tensors),
+        "state": snapshot.encoded.skeleton, "tensors_sha256": tensors_sha256,
     }, sort_keys=True, separators=(",", ":")).encode()
     folder.write(checkpoint_key(name, TENSORS_NAME), tensors)
     folder.write(checkpoint_key(name, STATE_NAME), state)
     folder.write(f"{METRICS_DIR}/{name}.jsonl", b"".join(snapshot.metrics_lines))
     folder.sync()
     done = DoneMarker(iteration=snapshot.loop.iterations_done, state_sha256=sha256_hex(state),
-                      tensors_sha256=sha256_hex(tensors), written_at=datetime.now(timezone.utc))
+                      tensors_sha256=tensors_sha256, written_at=datetime.now(timezone.utc))
     folder.write(checkpoint_key(name, DONE_NAME), done.model_dump_json().encode())
     folder.sync()
     point_latest(folder, LatestPointer(iteration=done.iteration, checkpoint=checkpoint_key(name),
@@ -124,7 +126,20 @@ def read_checkpoint(folder: JobFolder, name: str) -> LoadedCheckpoint:
     where = f"{folder.location}/{checkpoint_key(name)}"
     done = _read_model(folder, checkpoint_key(name, DONE_NAME), DoneMarker, f"{where} is incomplete (no valid {DONE_NAME})")
     state = _read_checked(folder, checkpoint_key(name, STATE_NAME), done.state_sha256, where)
-    tensors = _read_checked(folder, checkpoint_key(name, TENSORS_NAME), done.tensors_sha256, where)
+    tensors = folder.read(checkpoint_key(name, TENSORS_NAME))
+    if tensors is None:
+        raise CorruptOutputError(f"{where}: {TENSORS_NAME} is missing")
+    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib lets go of the GIL: hash while the state is parsed
+        tensors_sha256 = hasher.submit(sha256_hex, tensors)
+        encoded = _parse(where, state, tensors)
+        if tensors_sha256.result() != done.tensors_sha256:
+            raise CorruptOutputError(f"{where}: {TENSORS_NAME} does not match its sha256 in {DONE_NAME}")
+    return LoadedCheckpoint(name=name, state_sha256=done.state_sha256, identity=encoded[0], loop=encoded[1],
+                            encoded=encoded[2])
+
+
+def _parse(where: str, state: bytes, tensors: bytes) -> tuple[dict[str, JsonValue], LoopState, EncodedState]:
+    """The identity, loop state and encoded state of a checkpoint's two files."""
     try:
         document = json.loads(state)
         if document.get("format") != CHECKPOINT_FORMAT:
@@ -135,11 +150,9 @@ def read_checkpoint(folder: JobFolder, name: str) -> LoadedCheckpoint:
     except (ValueError, KeyError, TypeError, ValidationError) as error:
         raise CorruptOutputError(f"{where}: {STATE_NAME} cannot be read ({error})") from None
     try:
-        encoded = deserialize_state(skeleton, tensors)
+        return document["identity"], loop, deserialize_state(skeleton, tensors)
     except CorruptOutputError as error:
         raise CorruptOutputError(f"{where}: {error}") from None
-    return LoadedCheckpoint(name=name, state_sha256=done.state_sha256, identity=document["identity"], loop=loop,
-                            encoded=encoded)
 
 
 def _read_model(folder: JobFolder, key: str, model: type[DoneMarker], problem: str) -> DoneMarker:

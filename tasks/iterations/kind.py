@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from tasks.engine.job_folder import JobFolder
 from tasks.engine.job_record import read_job_record
@@ -48,8 +48,11 @@ class IterationsKind:
         }
         if pointer is not None:
             done = folder.read(checkpoint_key(checkpoint_name(pointer.iteration), DONE_NAME))
-            if done is not None:
-                written = DoneMarker.model_validate_json(done).written_at
+            try:
+                written = DoneMarker.model_validate_json(done or b"").written_at
+            except ValidationError:
+                progress["last_checkpoint_problem"] = f"{DONE_NAME} is absent or broken: run colabflow verify"
+            else:
                 progress["last_checkpoint_age_s"] = round((datetime.now(timezone.utc) - written).total_seconds(), 1)
         return progress
 

@@ -52,7 +52,9 @@ class LoopObserver(Protocol):
 
     def after_step(self, iteration: int, metrics: dict[str, float], loop: LoopState) -> None: ...
 
-    def after_checkpoint(self, loop: LoopState) -> None: ...
+    def after_checkpoint(self, name: str) -> None:
+        """Checkpoint `name` (the iterations it holds, ten digits) is durable and in force."""
+        ...
 
 
 def resume_program(program: Program, reference: str, identity: dict[str, JsonValue],
@@ -63,8 +65,8 @@ def resume_program(program: Program, reference: str, identity: dict[str, JsonVal
             f"the job's checkpoints were written by {checkpoint.identity!r}, and this run asks for {identity!r}; "
             "an exact resume needs the same program, params and seed: run the new ones under a new --job name"
         )
-    saved = decode_state(checkpoint.encoded)
-    program_state, generators = saved["program"], saved["generators"]
+    saved = decode_state(checkpoint.encoded, copy=False)
+    program_state, generators = saved.get("program"), saved.get("generators")
     if not isinstance(program_state, dict) or not isinstance(generators, dict):
         raise InvalidParameterError(f"checkpoint {checkpoint.name} holds no program state; start a new --job")
     program.load_state_dict(program_state)
@@ -141,11 +143,14 @@ def run_loop(
             reason = finished(loop, plan) or stop_requested()
             if reason is None and checkpoint_due(loop, plan, clock() - last_at, len(lines)):
                 writer.submit(snapshot_of(program, reference, identity, loop, lines))
-                observer.after_checkpoint(loop)
                 lines, last_at = [], clock()
+            for name in writer.finished():
+                observer.after_checkpoint(name)
         if lines:
             writer.submit(snapshot_of(program, reference, identity, loop, lines))
-            observer.after_checkpoint(loop)
+        writer.wait()
+        for name in writer.finished():
+            observer.after_checkpoint(name)
     finally:
         writer.close()
     return loop, reason, writer.written

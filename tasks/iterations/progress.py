@@ -16,7 +16,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.engine.artifacts import artifact_key
 from tasks.engine.progress import duration_text
-from tasks.iterations.checkpoints import checkpoint_name
 from tasks.iterations.models import LoopState
 
 ARTIFACT_EVERY_SECONDS = 2.0
@@ -68,9 +67,9 @@ class IterationProgress:
             self.logger.info("%s: %s", self.job, self.describe())
             self.logged_at = now
 
-    def after_checkpoint(self, loop: LoopState) -> None:
-        self.loop, self.last_checkpoint = loop, checkpoint_name(loop.iterations_done)
-        self.logger.info("%s: checkpoint at iteration %d (%s)", self.job, loop.iterations_done, self.describe())
+    def after_checkpoint(self, name: str) -> None:
+        self.last_checkpoint = name
+        self.logger.info("%s: checkpoint %s durable (%s)", self.job, name, self.describe())
         self.logged_at = self.clock()
         self.on_checkpoint()
 

@@ -92,13 +92,17 @@ def encode_state(state: Mapping[str, object]) -> EncodedState:
     return EncodedState(encoder.node(state, ""), encoder.tensors)
 
 
-def decode_state(encoded: EncodedState) -> dict[str, object]:
+def decode_state(encoded: EncodedState, copy: bool = True) -> dict[str, object]:
     """Rebuild the state tree for `load_state_dict`, with fresh tensors and arrays of its own.
+
+    `copy=False` hands out the encoded tensors themselves (and arrays sharing their memory): for a
+    checkpoint just read, which nothing else holds, that saves a copy of the whole state.
 
     Raises:
         CorruptOutputError: the skeleton is malformed or names a tensor it does not hold.
     """
-    state = _decode(encoded.skeleton, encoded.tensors, "")
+    tensors = encoded.tensors if not copy else _Copying(encoded.tensors)
+    state = _decode(encoded.skeleton, tensors, "")
     if not isinstance(state, dict) or not all(isinstance(key, str) for key in state):
         raise CorruptOutputError(
             f"the checkpoint's state skeleton is a {type(state).__name__}, expected a dict with str keys; {_DAMAGED}"
@@ -226,6 +230,13 @@ def _array_copy(array: numpy.ndarray[Any, Any], path: str, what: str) -> torch.T
     return torch.from_numpy(numpy.array(array, order="C", copy=True))
 
 
+class _Copying(dict[str, torch.Tensor]):
+    """The tensors, each handed out as a fresh copy."""
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return super().__getitem__(name).clone()
+
+
 def _decode(node: JsonValue, tensors: Mapping[str, torch.Tensor], path: str) -> object:
     if isinstance(node, list):
         return [_decode(item, tensors, f"{path}[{index}]") for index, item in enumerate(node)]
@@ -239,7 +250,7 @@ def _decode(node: JsonValue, tensors: Mapping[str, torch.Tensor], path: str) -> 
     if marker == "__items__" and isinstance(body, list):
         return dict(_decode_item(item, tensors, path) for item in body)
     if marker in _LEAF_MARKERS and isinstance(body, str) and body in tensors:
-        tensor = tensors[body].clone()
+        tensor = tensors[body]
         if marker == "__tensor__":
             return tensor
         if tensor.dtype in _NUMPY_TORCH_DTYPES and marker == "__ndarray__":

@@ -22,12 +22,13 @@ class CheckpointWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint") if asynchronous else None
         self._pending: Future[str] | None = None
         self.written: list[str] = []
+        self._unreported: list[str] = []
 
     def submit(self, snapshot: Snapshot) -> None:
         """Start writing `snapshot` once the previous write is done."""
         self.wait()
         if self._executor is None:
-            self.written.append(self._write(snapshot))
+            self._durable(self._write(snapshot))
         else:
             self._pending = self._executor.submit(self._write, snapshot)
 
@@ -35,7 +36,18 @@ class CheckpointWriter:
         """Block until the write in flight is durable; raise its error, if it failed."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            self.written.append(pending.result())
+            self._durable(pending.result())
+
+    def finished(self) -> list[str]:
+        """The checkpoints that became durable since the last call, without waiting; a failed write raises."""
+        if self._pending is not None and self._pending.done():
+            self.wait()
+        names, self._unreported = self._unreported, []
+        return names
+
+    def _durable(self, name: str) -> None:
+        self.written.append(name)
+        self._unreported.append(name)
 
     def close(self) -> None:
         try:

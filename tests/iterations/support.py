@@ -97,7 +97,7 @@ class NoObserver:
     def after_step(self, iteration: int, metrics: dict[str, float], loop: LoopState) -> None:
         """Ignore the step."""
 
-    def after_checkpoint(self, loop: LoopState) -> None:
+    def after_checkpoint(self, name: str) -> None:
         """Ignore the checkpoint."""
 
 

@@ -130,3 +130,15 @@ def test_a_synchronous_writer_writes_before_submit_returns() -> None:
     assert (written, writer.written) == ([5], ["5"])
     with pytest.raises(OSError, match="disk full"):
         writer.submit(make_snapshot(10))
+
+
+def test_a_checkpoint_is_reported_once_it_is_durable_not_when_it_is_submitted(gated: GatedWrite) -> None:
+    """`finished()` names nothing while the write is held, then the checkpoint once, after `wait`."""
+    writer = CheckpointWriter(gated)
+    writer.submit(make_snapshot(5))
+    assert gated.started.wait(WAIT)
+    assert writer.finished() == []
+    gated.release.set()
+    writer.wait()
+    assert (writer.finished(), writer.finished()) == (["5"], [])
+    writer.close()
