@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import safetensors.torch
-from pydantic import BaseModel, JsonValue, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tasks.engine.job_folder import JobFolder
 from tasks.errors import CorruptOutputError
 from tasks.iterations.models import LoadedCheckpoint, LoopState, Snapshot
-from tasks.iterations.state_format import EncodedState, deserialize_state
+from tasks.iterations.state_format import paired_state
+from tasks.iterations.tensor_file import read_hashed, tensors_of
 from tasks.storage.shared_files import update_object
 from tasks.storage.stores import delete_object
 
@@ -126,33 +126,23 @@ def read_checkpoint(folder: JobFolder, name: str) -> LoadedCheckpoint:
     where = f"{folder.location}/{checkpoint_key(name)}"
     done = _read_model(folder, checkpoint_key(name, DONE_NAME), DoneMarker, f"{where} is incomplete (no valid {DONE_NAME})")
     state = _read_checked(folder, checkpoint_key(name, STATE_NAME), done.state_sha256, where)
-    tensors = folder.read(checkpoint_key(name, TENSORS_NAME))
-    if tensors is None:
+    tensors_key = folder.key(checkpoint_key(name, TENSORS_NAME))
+    if folder.store.stat(tensors_key) is None:
         raise CorruptOutputError(f"{where}: {TENSORS_NAME} is missing")
-    with ThreadPoolExecutor(max_workers=1) as hasher:  # hashlib lets go of the GIL: hash while the state is parsed
-        tensors_sha256 = hasher.submit(sha256_hex, tensors)
-        encoded = _parse(where, state, tensors)
-        if tensors_sha256.result() != done.tensors_sha256:
-            raise CorruptOutputError(f"{where}: {TENSORS_NAME} does not match its sha256 in {DONE_NAME}")
-    return LoadedCheckpoint(name=name, state_sha256=done.state_sha256, identity=encoded[0], loop=encoded[1],
-                            encoded=encoded[2])
-
-
-def _parse(where: str, state: bytes, tensors: bytes) -> tuple[dict[str, JsonValue], LoopState, EncodedState]:
-    """The identity, loop state and encoded state of a checkpoint's two files."""
+    tensors, tensors_sha256 = read_hashed(folder.store, tensors_key)
+    if tensors_sha256 != done.tensors_sha256:
+        raise CorruptOutputError(f"{where}: {TENSORS_NAME} does not match its sha256 in {DONE_NAME}")
     try:
         document = json.loads(state)
         if document.get("format") != CHECKPOINT_FORMAT:
             raise CorruptOutputError(f"{where}: checkpoint format {document.get('format')!r}, expected "
                                      f"{CHECKPOINT_FORMAT}; it was written by another colabflow version")
         loop = LoopState.model_validate(document["loop"])
-        skeleton = json.dumps(document["state"]).encode()
+        encoded = paired_state(document["state"], tensors_of(tensors, where))
     except (ValueError, KeyError, TypeError, ValidationError) as error:
         raise CorruptOutputError(f"{where}: {STATE_NAME} cannot be read ({error})") from None
-    try:
-        return document["identity"], loop, deserialize_state(skeleton, tensors)
-    except CorruptOutputError as error:
-        raise CorruptOutputError(f"{where}: {error}") from None
+    return LoadedCheckpoint(name=name, state_sha256=done.state_sha256, identity=document["identity"], loop=loop,
+                            encoded=encoded)
 
 
 def _read_model(folder: JobFolder, key: str, model: type[DoneMarker], problem: str) -> DoneMarker:

@@ -30,7 +30,8 @@ from tasks.iterations.models import (
 from tasks.iterations.parameters import Objective
 from tasks.iterations.program import Program, checked_metrics
 from tasks.iterations.rng_states import capture_generators, restore_generators
-from tasks.iterations.state_format import decode_state, encode_state, state_digest
+from tasks.iterations.state_digest import state_digest
+from tasks.iterations.state_format import decode_state, encode_state
 from tasks.iterations.writer import CheckpointWriter
 
 

@@ -26,7 +26,6 @@ back; `state_digest` is a sha256 that equal states share, however their files we
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections import OrderedDict
@@ -42,7 +41,7 @@ from safetensors.torch import load, save
 
 from tasks.errors import CorruptOutputError, InvalidProgramError
 
-_FORMAT = "colabflow-state-v1"
+STATE_FORMAT = "colabflow-state-v1"
 _LEAF_MARKERS = ("__tensor__", "__ndarray__", "__ndscalar__")
 _PLAIN_SCALARS = (bool, int, float, str)
 _PLAIN_CONTAINERS = (dict, OrderedDict, list, tuple)
@@ -110,30 +109,10 @@ def decode_state(encoded: EncodedState, copy: bool = True) -> dict[str, object]:
     return state
 
 
-def state_digest(encoded: EncodedState) -> str:
-    """A sha256 hex that equal states share, independent of how the tensors were laid out on disk."""
-    hasher = hashlib.sha256()
-
-    def frame(data: bytes | memoryview) -> None:
-        hasher.update(len(data).to_bytes(8, "big"))
-        hasher.update(data)
-
-    frame(_FORMAT.encode())
-    frame(json.dumps(_canonical(encoded.skeleton), sort_keys=True, separators=(",", ":"), allow_nan=True).encode())
-    frame(str(len(encoded.tensors)).encode())
-    for name in sorted(encoded.tensors):
-        tensor = encoded.tensors[name].detach().cpu()
-        frame(name.encode())
-        frame(str(tensor.dtype).encode())
-        frame(json.dumps(list(tensor.shape)).encode())
-        frame(tensor.reshape(-1).view(torch.uint8).numpy().data)
-    return hasher.hexdigest()
-
-
 def serialize_state(encoded: EncodedState) -> tuple[bytes, bytes]:
     """The skeleton as JSON bytes and the tensors as safetensors bytes."""
     skeleton = json.dumps(encoded.skeleton, separators=(",", ":"), allow_nan=True).encode()
-    return skeleton, save(encoded.tensors, metadata={"format": _FORMAT})
+    return skeleton, save(encoded.tensors, metadata={"format": STATE_FORMAT})
 
 
 def deserialize_state(skeleton_bytes: bytes, tensor_bytes: bytes) -> EncodedState:
@@ -150,6 +129,11 @@ def deserialize_state(skeleton_bytes: bytes, tensor_bytes: bytes) -> EncodedStat
         tensors = load(tensor_bytes)
     except (SafetensorError, KeyError, ValueError, RuntimeError) as error:
         raise CorruptOutputError(f"the checkpoint's state tensors are not safetensors ({error!r}); {_DAMAGED}") from error
+    return paired_state(skeleton, tensors)
+
+
+def paired_state(skeleton: JsonValue, tensors: dict[str, torch.Tensor]) -> EncodedState:
+    """A skeleton and the tensors it names, checked to belong together."""
     named = sorted(_placeholders(skeleton))
     if named != sorted(tensors):
         raise CorruptOutputError(
@@ -284,21 +268,6 @@ def _placeholders(node: JsonValue) -> Iterator[str]:
                 yield item
             else:
                 yield from _placeholders(item)
-
-
-def _canonical(node: JsonValue) -> JsonValue:
-    """The skeleton with every `__items__` list in key order: a dict's insertion order is not its content."""
-    if isinstance(node, list):
-        return [_canonical(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    items = node.get("__items__")
-    if set(node) == {"__items__"} and isinstance(items, list):
-        pairs: list[tuple[JsonValue, JsonValue]] = [(pair[0], _canonical(pair[1])) for pair in items
-                                                    if isinstance(pair, list)]
-        pairs.sort(key=lambda pair: (type(pair[0]).__name__, str(pair[0])))
-        return {"__items__": [list(pair) for pair in pairs]}
-    return {key: _canonical(item) for key, item in node.items()}
 
 
 def _join(path: str, key: str | int) -> str:

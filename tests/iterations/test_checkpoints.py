@@ -23,7 +23,8 @@ from tasks.iterations.checkpoints import (
     write_checkpoint,
 )
 from tasks.iterations.models import BestValue
-from tasks.iterations.state_format import decode_state, state_digest
+from tasks.iterations.state_digest import state_digest
+from tasks.iterations.state_format import decode_state
 from tests.iterations.support import (
     IDENTITY,
     FailingStore,

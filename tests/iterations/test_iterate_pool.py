@@ -16,7 +16,8 @@ import pytest
 
 from tasks.engine.job_folder import open_job_folder
 from tasks.iterations.checkpoints import checkpoint_name, read_checkpoint
-from tasks.iterations.state_format import decode_state, encode_state, state_digest
+from tasks.iterations.state_digest import state_digest
+from tasks.iterations.state_format import decode_state, encode_state
 from tests.iterations.gated import write_gated_program
 from tests.pool import deploy, flow_run_state, kill_machine, start_deployment_run, start_worker, state_history
 from tests.servers import server_environment, wait_until

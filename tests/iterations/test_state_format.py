@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from tasks.errors import CorruptOutputError, InvalidProgramError
+from tasks.iterations.state_digest import state_digest
 from tasks.iterations.state_format import (
     EncodedState,
     decode_state,
     deserialize_state,
     encode_state,
     serialize_state,
-    state_digest,
 )
 
 
