@@ -18,12 +18,15 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy
 import torch
+from numpy.typing import NDArray
 
 from tasks.errors import CorruptOutputError
 from tasks.storage.stores import ReadableStore
 
 READ_BLOCK = 8 * 1024 * 1024
+FIRST_BLOCK = 256 * 1024
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -32,20 +35,26 @@ DTYPES = {
 }
 
 
-def read_hashed(store: ReadableStore, key: str) -> tuple[bytearray, str]:
-    """The whole object in one writable buffer, and its sha256, hashed as it is read."""
+def read_hashed(store: ReadableStore, key: str) -> tuple[NDArray[numpy.uint8], str]:
+    """The whole object in one writable buffer, and its sha256, hashed as it is read.
+
+    The buffer is a numpy array left uninitialised (a `bytearray` would first be zeroed: a
+    fifth of the load's time at 100 MiB).
+    """
     info = store.stat(key)
     if info is None:
         raise CorruptOutputError(f"{store.location}/{key} is missing")
-    buffer = bytearray(info.size)
-    view = memoryview(buffer)
+    buffer = numpy.empty(info.size, dtype=numpy.uint8)
+    view = buffer.data
     hasher = hashlib.sha256()
     offset = 0
     with ThreadPoolExecutor(max_workers=1) as pool, store.open_read(key) as stream:
         hashing: Future[None] | None = None
         readinto: Callable[[memoryview], int] = stream.readinto  # type: ignore[attr-defined]  # every store's stream is a file
+        block = FIRST_BLOCK  # small, so the hashing starts early; then doubling up to READ_BLOCK
         while offset < info.size:
-            read = readinto(view[offset:offset + READ_BLOCK])
+            read = readinto(view[offset:offset + block])
+            block = min(2 * block, READ_BLOCK)
             if not read:
                 break
             if hashing is not None:
@@ -59,12 +68,12 @@ def read_hashed(store: ReadableStore, key: str) -> tuple[bytearray, str]:
     return buffer, hasher.hexdigest()
 
 
-def tensors_of(buffer: bytearray, where: str) -> dict[str, torch.Tensor]:
+def tensors_of(buffer: NDArray[numpy.uint8] | bytearray, where: str) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, as views of `buffer` (which must not be reused)."""
     if sys.byteorder == "big":
         raise CorruptOutputError("checkpoints are little-endian and this machine is big-endian")
     try:
-        length = int.from_bytes(buffer[:8], "little")
+        length = int.from_bytes(bytes(buffer[:8]), "little")
         header = json.loads(bytes(buffer[8:8 + length]))
         header.pop("__metadata__", None)
         start = 8 + length
@@ -73,7 +82,7 @@ def tensors_of(buffer: bytearray, where: str) -> dict[str, torch.Tensor]:
         raise CorruptOutputError(f"{where}: the tensors file is not safetensors ({error})") from None
 
 
-def _view(buffer: bytearray, start: int, entry: dict[str, object]) -> torch.Tensor:
+def _view(buffer: NDArray[numpy.uint8] | bytearray, start: int, entry: dict[str, object]) -> torch.Tensor:
     dtype = DTYPES[str(entry["dtype"])]
     shape = [int(size) for size in entry["shape"]]  # type: ignore[attr-defined]
     begin, end = (int(offset) for offset in entry["data_offsets"])  # type: ignore[attr-defined]
