@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 from tasks.errors import InvalidParameterError
@@ -32,9 +33,15 @@ _caller_trusted = False
 
 
 def trust_caller() -> None:
-    """Let this process import any user code: the local command line, run by the code's own author."""
+    """Let this process import any user code: the local command line, run by the code's own author.
+
+    The current directory is searched too, last, so `--program anneal:Annealer` finds
+    `./anneal.py` as `python -m` would, without shadowing an installed module of the same name.
+    """
     global _caller_trusted
     _caller_trusted = True
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
 
 
 def allowed_prefixes() -> tuple[str, ...]:

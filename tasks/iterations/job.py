@@ -24,6 +24,7 @@ from tasks.iterations.metrics_file import METRICS_NAME, write_metrics_file
 from tasks.iterations.models import LoopState, StopReason
 from tasks.iterations.parameters import IterateJob
 from tasks.iterations.program import build_program, load_program_class
+from tasks.iterations.python_random import isolated_random
 from tasks.iterations.resume import clear_after, find_in_force
 
 
@@ -61,19 +62,20 @@ def run_iterations(
     warn: Callable[[str], None], asynchronous: bool = True,
 ) -> IterationRun:
     """Run the job from the checkpoint in force to the end or a stop; the final state is durable when it returns."""
-    program = build_program(load_program_class(request.program), request.program, request.params, request.seed)
-    identity = identity_of(request)
-    checkpoint, warnings = find_in_force(folder)
-    start, resumed_from = LoopState(iterations_done=0), None
-    if checkpoint is not None:
-        warnings += resume_program(program, request.program, identity, checkpoint)
-        start, resumed_from = checkpoint.loop, checkpoint.loop.iterations_done
-    clear_after(folder, checkpoint)
-    for warning in warnings:
-        warn(warning)
-    loop, reason, written = run_loop(program, request.program, identity, folder, plan_of(request, asynchronous),
-                                     start, stop_requested, observer)
-    metrics = write_metrics_file(folder, checkpoint_name(loop.iterations_done))
+    with isolated_random():
+        program = build_program(load_program_class(request.program), request.program, request.params, request.seed)
+        identity = identity_of(request)
+        checkpoint, warnings = find_in_force(folder)
+        start, resumed_from = LoopState(iterations_done=0), None
+        if checkpoint is not None:
+            warnings += resume_program(program, request.program, identity, checkpoint)
+            start, resumed_from = checkpoint.loop, checkpoint.loop.iterations_done
+        clear_after(folder, checkpoint)
+        for warning in warnings:
+            warn(warning)
+        loop, reason, written = run_loop(program, request.program, identity, folder, plan_of(request, asynchronous),
+                                         start, stop_requested, observer)
+        metrics = write_metrics_file(folder, checkpoint_name(loop.iterations_done))
     return IterationRun(
         loop=loop, resumed_from=resumed_from, checkpoints_written=written,
         final_state_sha256=final_state_sha256(program, request.program), stopped_reason=reason,

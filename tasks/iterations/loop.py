@@ -29,6 +29,7 @@ from tasks.iterations.models import (
 )
 from tasks.iterations.parameters import Objective
 from tasks.iterations.program import Program, checked_metrics
+from tasks.iterations.python_random import program_code
 from tasks.iterations.rng_states import capture_generators, restore_generators
 from tasks.iterations.state_digest import state_digest
 from tasks.iterations.state_format import decode_state, encode_state
@@ -70,14 +71,16 @@ def resume_program(program: Program, reference: str, identity: dict[str, JsonVal
     program_state, generators = saved.get("program"), saved.get("generators")
     if not isinstance(program_state, dict) or not isinstance(generators, dict):
         raise InvalidParameterError(f"checkpoint {checkpoint.name} holds no program state; start a new --job")
-    program.load_state_dict(program_state)
+    with program_code():
+        program.load_state_dict(program_state)
     return restore_generators(generators)
 
 
 def snapshot_of(program: Program, reference: str, identity: dict[str, JsonValue], loop: LoopState,
                 lines: list[bytes]) -> Snapshot:
     """The program's state and every generator's, copied now (tensors to host memory)."""
-    state = program.state_dict()
+    with program_code():
+        state = program.state_dict()
     if not isinstance(state, dict):
         raise InvalidProgramError(f"program {reference!r}: state_dict() returned a {type(state).__name__}, not a dict")
     encoded = encode_state({"program": state, "generators": capture_generators()})
@@ -86,7 +89,8 @@ def snapshot_of(program: Program, reference: str, identity: dict[str, JsonValue]
 
 def final_state_sha256(program: Program, reference: str) -> str:
     """sha256 of the program's canonical serialised state (tasks/iterations/state_format.py)."""
-    state = program.state_dict()
+    with program_code():
+        state = program.state_dict()
     if not isinstance(state, dict):
         raise InvalidProgramError(f"program {reference!r}: state_dict() returned a {type(state).__name__}, not a dict")
     return state_digest(encode_state(state))
@@ -137,7 +141,9 @@ def run_loop(
     try:
         while reason is None:
             iteration = loop.iterations_done
-            metrics = checked_metrics(reference, iteration, program.step(iteration))
+            with program_code():
+                result = program.step(iteration)
+            metrics = checked_metrics(reference, iteration, result)
             lines.append(metric_line(iteration, metrics))
             loop = advance(loop, iteration, metrics, plan)
             observer.after_step(iteration, metrics, loop)

@@ -14,6 +14,7 @@ from typing import Protocol, cast
 
 from tasks.engine.user_code import import_code, parse_code_path
 from tasks.errors import InvalidProgramError
+from tasks.iterations.python_random import program_code
 from tasks.iterations.rng_states import seed_generators
 
 REQUIRED_METHODS = ("step", "state_dict", "load_state_dict")
@@ -51,7 +52,8 @@ def build_program(program_class: type, reference: str, params: Mapping[str, str]
     """A fresh instance, built after the global generators are seeded (so its set-up draws repeat)."""
     seed_generators(seed)
     try:
-        return cast(Program, program_class(dict(params), seed))
+        with program_code():
+            return cast(Program, program_class(dict(params), seed))
     except Exception as error:  # noqa: BLE001 - the program's own failure, reported as such and never retried
         raise InvalidProgramError(
             f"program {reference!r} could not be built with params {dict(params)!r} and seed {seed} "

@@ -10,7 +10,6 @@ itself (`numpy.random.default_rng()`, `torch.Generator()`) belong in its own sta
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy
 import torch
 
 from tasks.errors import CorruptOutputError
+from tasks.iterations.python_random import python_generator
 
 _HOST_GENERATORS = ("python", "numpy", "torch_cpu")
 _CUDA = "torch_cuda"
@@ -29,7 +29,7 @@ def seed_generators(seed: int) -> None:
     numpy takes seeds below 2**32 and torch below 2**64, so theirs are reduced modulo those.
     `torch.manual_seed` seeds the CUDA generators too.
     """
-    random.seed(seed)
+    python_generator().seed(seed)
     numpy.random.seed(seed % 2**32)
     torch.manual_seed(seed % 2**64)
 
@@ -37,7 +37,7 @@ def seed_generators(seed: int) -> None:
 def capture_generators() -> dict[str, object]:
     """Snapshot every global generator; "torch_cuda" is left out on a machine without CUDA."""
     states: dict[str, object] = {
-        "python": random.getstate(),
+        "python": python_generator().getstate(),
         # {"bit_generator": "MT19937", "state": {"key": uint32 array, "pos": int}, "has_gauss", "gauss"}
         "numpy": numpy.random.get_state(legacy=False),
         "torch_cpu": torch.get_rng_state(),
@@ -77,7 +77,7 @@ def restore_generators(states: Mapping[str, object]) -> list[str]:
 def _restore_host(name: str, state: object) -> None:
     try:
         if name == "python":
-            random.setstate(_python_state(state))
+            python_generator().setstate(_python_state(state))
         elif name == "numpy" and isinstance(state, dict):
             numpy.random.set_state(state)
         elif name == "torch_cpu" and isinstance(state, torch.Tensor):
