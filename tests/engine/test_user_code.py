@@ -103,3 +103,16 @@ def test_a_reference_that_cannot_load_says_why(reference: str, message: str, lab
     user_code.trust_caller()
     with pytest.raises(InvalidParameterError, match=message):
         import_code(parse_code_path(reference))
+
+
+def test_a_trusted_caller_finds_a_module_in_its_current_directory_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--program anneal:Annealer` run where anneal.py is: found, as `python -m` would, after installed modules."""
+    (tmp_path / "cwd_program.py").write_text("class Annealer:\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    user_code.trust_caller()
+    try:
+        assert sys.path[-1] == str(tmp_path)
+        assert import_code(parse_code_path("cwd_program:Annealer")).__name__ == "Annealer"  # type: ignore[attr-defined]
+    finally:
+        sys.modules.pop("cwd_program", None)
