@@ -28,8 +28,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -45,7 +43,13 @@ from typing import Any, TypeVar
 import numpy as np
 import regex
 
-from tasks.corpus.counting import PartialCounts, count_batch, default_device, merge_counts
+from benchmarks.machine import machine
+from tasks.corpus.counting import (
+    PartialCounts,
+    count_batch,
+    default_device,
+    merge_counts,
+)
 from tasks.corpus.documents import PIECE_BYTES, text_pieces
 from tasks.corpus.languages import KNOWN_LANGUAGES
 from tasks.corpus.statistics import compute_statistics
@@ -290,18 +294,6 @@ def in_fresh_process(function: Callable[..., Result], *args: Any) -> Result:
 def measured(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """`function(*args)` in a fresh process, with the 1-minute load average once it is done (others' work shows)."""
     return {**in_fresh_process(function, *args), "load_after": round(os.getloadavg()[0], 2)}
-
-
-def machine() -> dict[str, Any]:
-    """The CPU, the cores this process may use, the Python, the commit and the files changed since it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False).stdout
-
-    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-              if line.startswith("model name")]
-    return {"cpu": models[0] if models else "unknown", "cpu_count": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "commit": git("rev-parse", "--short", "HEAD").strip(),
-            "dirty_files": [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]}
 
 
 def check_counts(pooled: dict[str, Any], single: dict[str, Any], baseline: dict[str, Any]) -> None:

@@ -32,9 +32,7 @@ import json
 import math
 import mmap
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.machine import machine
+
 PROGRAM = "benchmarks.iterate_program:StateProgram"
 MINUTE_S = 60.0
 MB = 1e6
@@ -221,16 +220,6 @@ def measure_load(loops: Path, job: str, rounds: int) -> dict[str, Any]:
             "resident_after_evict": round(max(resident), 4),
             "warm_load_mb_s": round(size / MB / warm["load"], 1), "warm_read_mb_s": round(size / MB / warm["read"], 1),
             "warm_load_vs_read": round(warm["read"] / warm["load"], 3), "warm_cpu": cpu_parts(folder, name, files)}
-
-
-def machine() -> dict[str, Any]:
-    """The cores this process may use, the Python, the commit and the files changed since it (taken at the start)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False).stdout
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return {"cpu_count": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "commit": git("rev-parse", "--short", "HEAD").strip(), "dirty_files": changed}
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:

@@ -33,9 +33,9 @@ from tasks.compression.chunk_codec import compress_and_store
 from tasks.compression.codecs import STREAM_BLOCK, IsalGzipCodec
 from tasks.compression.outputs import CHUNK_SUFFIX
 from tasks.engine.cores import core_count
+from tasks.engine.item_hashes import fingerprint_chunk
 from tasks.engine.job_folder import open_job_folder
 from tasks.engine.models import ItemFingerprint, ItemRef
-from tasks.engine.item_hashes import fingerprint_chunk
 from tasks.storage.stores import StorageAccess
 
 Result = TypeVar("Result")

@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
+from benchmarks.machine import machine
 from benchmarks.map_functions import BATCH_CPU_SECONDS, compute_20ms, kernel_20ms, noop
 from tasks.batch_map.outputs import encode_batch
 from tasks.storage.local import sync_file_system, write_atomically
@@ -267,16 +267,6 @@ def measure(scratch: Path, items: int, batch_size: int, overlap_items: int) -> d
         finally:
             os.environ.pop("STORAGE_EMULATOR_HOST")
     return figures
-
-
-def machine() -> dict[str, Any]:
-    """The cores this process may use, the Python, the commit and the files changed since it (taken at the start)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False).stdout
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return {"cpu_count": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "commit": git("rev-parse", "--short", "HEAD").strip(), "dirty_files": changed}
 
 
 def run_benchmark(items: int, batch_size: int, overlap_items: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from tasks.errors import InvalidParameterError
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_KEYS = {
-    "state_mib", "scale_s_per_minute", "overhead", "load", "load_average_before_pool", "targets", "cpu_count",
+    "state_mib", "scale_s_per_minute", "overhead", "load", "load_average_before_pool", "targets", "cpu", "cpu_count",
     "python", "commit", "dirty_files", "load_average",
 }
 RUN_KEYS = {"wall_s", "checkpoints", "held_ms_median", "held_ms_max", "final_checkpoint_s"}

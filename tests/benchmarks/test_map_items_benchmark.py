@@ -15,7 +15,7 @@ from benchmarks.map_items import bare_batches, run_bare, write_records
 ROOT = Path(__file__).resolve().parents[2]
 TOP_KEYS = {
     "items", "batch_size", "batches", "startup_s", "noop", "compute_20ms", "overlap", "outputs_verified",
-    "cpu_count", "python", "commit", "dirty_files", "load_average",
+    "cpu", "cpu_count", "python", "commit", "dirty_files", "load_average",
 }
 FUNCTION_KEYS = {
     "wall_s", "bare_s", "overhead_ratio", "overhead_ms_per_batch", "task_runs", "rerun_s", "rerun_vs_first",
