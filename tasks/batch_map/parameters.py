@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.batch_map.outputs import OutputFormat
-from tasks.engine.user_code import CODE_PATH
 from tasks.engine.parameters import (
     DEFAULT_DESTINATION,
     Callback,
@@ -15,9 +14,11 @@ from tasks.engine.parameters import (
     Destination,
     Results,
     TaskRuns,
+    refuse_outputs_in_sources,
     require_supported,
 )
 from tasks.engine.sources import SOURCE_SCHEMES
+from tasks.engine.user_code import CODE_PATH
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
 
@@ -64,6 +65,11 @@ class MapJob(BaseModel):
     @classmethod
     def _readable_items(cls, items: str) -> str:
         return require_supported("items", items, SOURCE_SCHEMES)
+
+    @model_validator(mode="after")
+    def _outputs_outside_sources(self) -> MapJob:
+        refuse_outputs_in_sources([self.items], {"destination": self.destination, "results": self.results})
+        return self
 
     @model_validator(mode="after")
     def _precision_needs_torch_device(self) -> MapJob:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.compression.codecs import CodecChoice
 from tasks.engine.parameters import (
@@ -13,6 +13,7 @@ from tasks.engine.parameters import (
     Results,
     Sources,
     TaskRuns,
+    refuse_outputs_in_sources,
 )
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
@@ -45,3 +46,8 @@ class CompressJob(BaseModel):
         default=False, description="Ignore saved batch checkpoints and check every chunk again."
     )
     compute_budget: ComputeBudgetName = None
+
+    @model_validator(mode="after")
+    def _outputs_outside_sources(self) -> CompressJob:
+        refuse_outputs_in_sources(self.source, {"destination": self.destination, "results": self.results})
+        return self

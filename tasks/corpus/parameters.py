@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.corpus.languages import (
     KNOWN_LANGUAGES,
@@ -20,6 +20,7 @@ from tasks.engine.parameters import (
     Results,
     Sources,
     TaskRuns,
+    refuse_outputs_in_sources,
 )
 from tasks.storage.locations import JOB_NAME_PATTERN
 from tasks.storage.stores import StorageAccess
@@ -88,3 +89,8 @@ class AnalyzeJob(BaseModel):
     @classmethod
     def _known_scripts(cls, script_languages: dict[str, str]) -> dict[str, str]:
         return dict(require_script_map(script_languages))
+
+    @model_validator(mode="after")
+    def _outputs_outside_sources(self) -> AnalyzeJob:
+        refuse_outputs_in_sources(self.sources, {"destination": self.destination, "results": self.results})
+        return self

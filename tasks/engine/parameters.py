@@ -14,7 +14,7 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.storage.locations import scheme_of, unsupported_scheme_message
+from tasks.storage.locations import LOCAL_SCHEMES, local_path, scheme_of, unsupported_scheme_message
 from tasks.storage.places import READABLE_SCHEMES, WRITABLE_SCHEMES
 
 
@@ -86,6 +86,33 @@ def _readable_sources(sources: list[str]) -> list[str]:
     for location in sources:
         require_supported("source", location, READABLE_SCHEMES)
     return sources
+
+
+def _comparable(location: str) -> tuple[str, ...]:
+    """A location as scheme plus path segments: a local one absolute and resolved, so `src/./out` is `src/out`."""
+    scheme = scheme_of(location)
+    if scheme in LOCAL_SCHEMES:
+        return ("file", *local_path(location).resolve().parts)
+    return (scheme, *[part for part in location.split("://", 1)[1].split("/") if part])
+
+
+def refuse_outputs_in_sources(sources: list[str], outputs: dict[str, str | None]) -> None:
+    """Refuse a destination or results location inside a source folder, naming both.
+
+    Each run would list its own outputs as new items: `colabflow compress src src/out` run twice
+    compressed `out/j/chunks/a.txt.gz` again, then its checkpoints and manifest. A source that is
+    a file (a JSONL items file) holds nothing else, so an output beside it is fine.
+    """
+    for source in sources:
+        if scheme_of(source) in LOCAL_SCHEMES and local_path(source).is_file():
+            continue
+        folder = _comparable(source)
+        for role, location in outputs.items():
+            if location is not None and _comparable(location)[:len(folder)] == folder:
+                raise ValueError(
+                    f"{role} {location!r} lies inside source {source!r}: every run would read its own outputs "
+                    f"as new items. Choose a {role} outside the source"
+                )
 
 
 DEFAULT_DESTINATION = "./colabflow-data"
