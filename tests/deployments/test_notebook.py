@@ -380,8 +380,12 @@ def wait_for_run(job: str) -> UUID:
     """The id of the flow run whose request names `job`, once the step has created it."""
     from prefect.client.orchestration import get_client
 
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
     def created() -> UUID | None:
-        runs = client.read_flow_runs(limit=50)
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["compress-chunks"])),
+                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
         return next((run.id for run in runs if run.parameters.get("request", {}).get("job") == job), None)
 
     with get_client(sync_client=True) as client:

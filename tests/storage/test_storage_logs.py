@@ -30,11 +30,13 @@ def test_a_rate_limited_upload_is_retried_and_says_so_in_the_run_log(
     assert any(request.faulted for request in proxy.requests)
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as client:
-        [run] = [flow_run for flow_run in client.read_flow_runs(limit=200)
-                 if flow_run.parameters.get("request", {}).get("job") == "rate-limited"]
+        newest = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["compress-chunks"])),
+                                       sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
+        [run] = [flow_run for flow_run in newest if flow_run.parameters.get("request", {}).get("job") == "rate-limited"]
 
         def wait_line() -> str | None:
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(str(run.id))])), limit=200)
