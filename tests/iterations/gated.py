@@ -2,9 +2,9 @@
 
 The wrapper steps exactly like the example, except that at `GATE_ITERATION` it writes
 `GATE_FILE` and blocks until the test kills its process (or, with `GATE_UNTIL=drain`, until a
-drain's signal has reached the loop, then finishes the step): the kill or the drain lands at an
-iteration the test chose, whatever this machine's speed, and the uninterrupted run (no gate) is
-the same program. Every wrapper turns torch's deterministic algorithms on.
+drain's signal has reached the loop; with `GATE_UNTIL=release`, until `GATE_FILE.release`
+exists; then it finishes the step): the kill or the drain lands at an iteration the test chose,
+whatever this machine's speed, and the uninterrupted run (no gate) is the same program. Every wrapper turns torch's deterministic algorithms on.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ class Gated(Example):
     def step(self, iteration):
         if os.environ.get("GATE_ITERATION") == str(iteration):
             Path(os.environ["GATE_FILE"]).write_text(str(iteration))
-            if os.environ.get("GATE_UNTIL") != "drain":
+            until = os.environ.get("GATE_UNTIL")
+            if until not in ("drain", "release"):
                 threading.Event().wait()
+            release = Path(os.environ["GATE_FILE"] + ".release")
             waited = threading.Event()
-            for _ in range(6000):
-                if stop_requested():
+            for _ in range(12000):
+                if stop_requested() if until == "drain" else release.exists():
                     break
                 waited.wait(0.05)
         return super().step(iteration)
