@@ -10,40 +10,24 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 from tasks.engine.job_folder import open_job_folder
 from tasks.iterations.checkpoints import checkpoint_name, read_checkpoint
 from tasks.iterations.state_digest import state_digest
 from tasks.iterations.state_format import decode_state, encode_state
+from tests.iterations.conftest import EVERY, GATE, ITERATIONS
 from tests.iterations.gated import write_gated_program
 from tests.pool import (
-    deploy,
     flow_run_state,
     kill_machine,
     start_deployment_run,
     start_worker,
     state_history,
 )
-from tests.servers import server_environment, wait_until
+from tests.servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-ITERATIONS, EVERY, GATE = 3000, 500, 700
-CRASH_AFTER_S = 60  # twice the heartbeat (every 30 s, Prefect's least): room for a late one on a busy machine
-
-
-@pytest.fixture
-def lab_env(prefect_api: str, tmp_path: Path) -> dict[str, str]:
-    """The pool deployed; workers that may import the lab's programs, which stop at iteration GATE until drained."""
-    env = server_environment(tmp_path / "client-home", prefect_api)
-    env.update(PREFECT_WORKER_QUERY_SECONDS="2", PYTHONPATH=str(tmp_path / "lab"),
-               COLABFLOW_ALLOWED_CODE="labprograms,tasks.*.examples", GATE_ITERATION=str(GATE),
-               GATE_FILE=str(tmp_path / "gate"), GATE_UNTIL="drain")
-    deploy(env, "--crash-after", f"{CRASH_AFTER_S}s", "--reschedule-after", "10s")
-    return env
 
 
 def final_digest(job_dir: Path) -> str:
@@ -89,29 +73,3 @@ def test_a_drained_iterate_run_checkpoints_now_and_ends_exactly_on_another_worke
     assert re.search(rf"\| resumed from \| {GATE + 1} \|", report), report
     assert (job_dir / "metrics.jsonl").read_bytes() == (tmp_path / "straight" / "drained" / "metrics.jsonl").read_bytes()
     assert final_digest(job_dir) == json.loads(straight.stdout.strip().splitlines()[-1])["final_state_sha256"]
-
-
-def test_heartbeats_keep_a_healthy_run_alive_for_more_than_three_times_crash_after(
-    lab_env: dict[str, str], tmp_path: Path
-) -> None:
-    """A run held at iteration GATE for 3.1 x --crash-after on a healthy worker is never marked Crashed, and
-    then ends as the uninterrupted run does (its attempt count stays 1)."""
-    program = write_gated_program(tmp_path / "lab", "hill_climb", "HillClimb")
-    request = {"destination": str(tmp_path / "out"), "job": "held", "program": program,
-               "iterations": ITERATIONS, "checkpoint_every_iterations": EVERY, "seed": 7}
-    env = {**lab_env, "GATE_UNTIL": "release"}
-    flow_run_id = start_deployment_run(env, json.dumps({"request": request}), "iterate/colab-gpu")
-    worker = start_worker(env, tmp_path / "worker.log")
-    try:
-        wait_until(lambda: (tmp_path / "gate").exists(), 120, 0.1, f"the run to reach iteration {GATE}")
-        held_until = time.monotonic() + 3.1 * CRASH_AFTER_S  # the duration under test, not a synchronisation
-        while time.monotonic() < held_until:
-            assert flow_run_state(flow_run_id) == "Running", state_history(flow_run_id)
-            time.sleep(1.0)
-        (tmp_path / "gate.release").touch()
-        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the held run to complete")
-    finally:
-        kill_machine(worker)
-    history = [name for _, name in state_history(flow_run_id)]
-    assert "Crashed" not in history and history.count("Running") == 1, history
-

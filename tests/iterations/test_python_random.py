@@ -10,7 +10,11 @@ import pytest
 
 from tasks.engine import user_code
 from tasks.iterations.parameters import IterateJob
-from tasks.iterations.python_random import isolated_random, program_code, python_generator
+from tasks.iterations.python_random import (
+    isolated_random,
+    program_code,
+    python_generator,
+)
 from tests.iterations.support import prepared_folder, run_job
 
 

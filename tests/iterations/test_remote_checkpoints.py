@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tasks.engine.job_folder import JobFolder
-from tasks.iterations.checkpoints import TENSORS_NAME, checkpoint_key, checkpoint_name, checkpoint_names
+from tasks.iterations.checkpoints import (
+    TENSORS_NAME,
+    checkpoint_key,
+    checkpoint_name,
+    checkpoint_names,
+)
 from tasks.iterations.verify import verify_iterations
 from tests.iterations.support import hill_climb_job, prepared_folder, run_job
 from tests.storage.test_store_contract import Backend, drive_store, gcs_store

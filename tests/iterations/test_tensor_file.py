@@ -14,7 +14,12 @@ import torch
 from tasks.errors import CorruptOutputError
 from tasks.iterations import tensor_file
 from tasks.iterations.tensor_file import read_hashed, tensors_of
-from tests.storage.test_store_contract import Backend, drive_store, gcs_store, local_store
+from tests.storage.test_store_contract import (
+    Backend,
+    drive_store,
+    gcs_store,
+    local_store,
+)
 
 TENSORS = {
     "f32": torch.arange(12, dtype=torch.float32).reshape(3, 4), "bf16": torch.linspace(-1, 1, 7).to(torch.bfloat16),
