@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flows.job_arguments import add_run_arguments, webhook_from
+from flows.job_arguments import add_run_arguments, add_source_arguments, webhook_from
 from tasks.storage.stores import StorageAccess
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ def add_analyze_parser(commands: Any) -> None:
     command.add_argument("--batch-size", type=int, default=64, help="most documents per batch (default 64)")
     command.add_argument("--device", default="auto", help="where counting runs: auto, cpu or cuda (default auto)")
     add_run_arguments(command)
+    add_source_arguments(command)
 
 
 def analyze_request(arguments: argparse.Namespace, access: StorageAccess) -> AnalyzeJob:
@@ -39,6 +40,7 @@ def analyze_request(arguments: argparse.Namespace, access: StorageAccess) -> Ana
         compare_with=arguments.compare_with, top=arguments.top, batch_size=arguments.batch_size,
         device=arguments.device, task_runs=arguments.task_runs, callback=callback,
         refresh_checkpoints=arguments.refresh_checkpoints, compute_budget=arguments.compute_budget,
+        follow_symlinks=arguments.follow_symlinks,
     )
 
 

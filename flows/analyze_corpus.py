@@ -26,7 +26,8 @@ def analyze_corpus(request: AnalyzeJob) -> CorpusSummary:
     settings = prepare_corpus_task(request)
     spend = SpendRecorder(settings, load_budget_task(request.compute_budget))
     spent_before = read_spend_task(settings)
-    listed = plan_job_task(request.sources, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints)
+    listed = plan_job_task(request.sources, request.batch_size, request.batch_bytes, settings,
+                           request.refresh_checkpoints, request.follow_symlinks)
     plan, unassigned = assign_languages_task(unwalked(listed), settings, request.batch_size, request.batch_bytes)
     record_job_task(settings, unwalked(plan))
     outcomes, stopped = run_batches(plan, settings, request.refresh_checkpoints, spend, spent_before, request.task_runs)

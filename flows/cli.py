@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from deployments.durations import parse_duration
 from flows.analyze_command import add_analyze_parser, run_analyze
-from flows.job_arguments import add_run_arguments, webhook_from
+from flows.job_arguments import add_run_arguments, add_source_arguments, webhook_from
 from flows.iterate_command import add_iterate_parser, run_iterate
 from flows.map_command import add_map_parser, run_map
 from tasks.compression.codecs import require_codec
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("destination", help="where <job>/ goes: a directory, gs://BUCKET/PATH or gdrive://FOLDER_ID/PATH")
     add_run_arguments(compress)
+    add_source_arguments(compress)
     compress.add_argument("--job", required=True, help="job name: letters, digits, '.', '_', '-'")
     compress.add_argument("--level", type=int, default=6, help="gzip level 0-9 (default 6)")
     compress.add_argument("--codec", default="auto", help="auto, cpu or gpu (default auto)")
@@ -132,6 +133,7 @@ def compress_request(arguments: argparse.Namespace) -> CompressJob:
         codec=arguments.codec, level=arguments.level, batch_size=arguments.batch_size,
         batch_bytes=arguments.batch_bytes, task_runs=arguments.task_runs, callback=callback,
         refresh_checkpoints=arguments.refresh_checkpoints, compute_budget=arguments.compute_budget,
+        follow_symlinks=arguments.follow_symlinks,
     )
 
 
@@ -141,7 +143,7 @@ def run_compress(arguments: argparse.Namespace) -> int:
     if all(is_local(location) for location in [*request.source, request.destination]):
         start_on_cores(LOCAL_WORK_MODULES)  # the workers start, and hash, while Prefect is imported
         if not request.refresh_checkpoints:
-            hash_ahead(request.source, request.access)
+            hash_ahead(request.source, request.access, request.follow_symlinks)
     from flows.compress_chunks import compress_chunks
     from flows.server_reaper import start_server_reaper
 

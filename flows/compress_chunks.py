@@ -30,7 +30,8 @@ def compress_chunks(request: CompressJob) -> JobReport:
     )
     spend = SpendRecorder(settings, load_budget_task(request.compute_budget))
     spent_before = read_spend_task(settings)
-    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints)
+    plan = plan_job_task(request.source, request.batch_size, request.batch_bytes, settings, request.refresh_checkpoints,
+                         request.follow_symlinks)
     record_job_task(settings, unwalked(plan))
     outcomes, stopped = run_batches(plan, settings, request.refresh_checkpoints, spend, spent_before, request.task_runs)
     manifest = write_manifest_task(settings, unwalked(finished_outputs(outcomes)))

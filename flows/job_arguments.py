@@ -1,4 +1,4 @@
-"""The command-line arguments every job command shares: checkpoints, task runs, budget, webhook and --json."""
+"""The command-line arguments job commands share: checkpoints, task runs, budget, webhook, --json; sources' links."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ def add_run_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--webhook", metavar="URL", help="POST the job report to this http(s) URL")
     command.add_argument("--webhook-secret-block", metavar="NAME", help="Secret block with the HMAC key")
     command.add_argument("--json", action="store_true", help="print the job report as one JSON line last")
+
+
+def add_source_arguments(command: argparse.ArgumentParser) -> None:
+    """--follow-symlinks, for the commands that read source folders."""
+    command.add_argument(
+        "--follow-symlinks", action="store_true",
+        help="also take symlinks in a local source that point outside it, and enter linked folders "
+        "(default: leave them out and name them in the report; loops and dangling links are always left out)",
+    )
 
 
 def webhook_from(arguments: argparse.Namespace) -> WebhookCallback | None:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from flows.job_arguments import add_run_arguments, webhook_from
+from flows.job_arguments import add_run_arguments, add_source_arguments, webhook_from
 from tasks.batch_map.parameters import MapJob
 from tasks.engine.user_code import import_code, parse_code_path, trust_caller
 from tasks.errors import ColabflowError
@@ -34,6 +34,7 @@ def add_map_parser(commands: Any) -> None:
     command.add_argument("--precision", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
     command.add_argument("--limit", type=int, help="run only the first N items, as a trial")
     add_run_arguments(command)
+    add_source_arguments(command)
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -56,7 +57,7 @@ def map_request(arguments: argparse.Namespace, access: StorageAccess) -> MapJob:
         id_field=arguments.id_field, batch_size=arguments.batch_size, output=arguments.output,
         device=arguments.device, precision=arguments.precision, limit=arguments.limit,
         task_runs=arguments.task_runs, callback=callback, refresh_checkpoints=arguments.refresh_checkpoints,
-        compute_budget=arguments.compute_budget,
+        compute_budget=arguments.compute_budget, follow_symlinks=arguments.follow_symlinks,
     )
 
 

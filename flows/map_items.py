@@ -27,7 +27,7 @@ def map_items(request: MapJob) -> MapReport:
     spend = SpendRecorder(settings, load_budget_task(request.compute_budget))
     spent_before = read_spend_task(settings)
     plan = plan_items_task(request.items, request.id_field, request.batch_size, BATCH_BYTES, settings,
-                           request.refresh_checkpoints, request.limit)
+                           request.refresh_checkpoints, request.limit, request.follow_symlinks)
     record_job_task(settings, unwalked(plan))
     outcomes, stopped = run_batches(plan, settings, request.refresh_checkpoints, spend, spent_before, request.task_runs)
     manifest = write_manifest_task(settings, unwalked(finished_outputs(outcomes)))

@@ -12,6 +12,7 @@ from tasks.engine.parameters import (
     Callback,
     ComputeBudgetName,
     Destination,
+    FollowSymlinks,
     Results,
     TaskRuns,
     refuse_outputs_in_sources,
@@ -60,6 +61,7 @@ class MapJob(BaseModel):
     callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
     refresh_checkpoints: bool = Field(default=False, description="Ignore saved batch checkpoints and run every batch.")
     compute_budget: ComputeBudgetName = None
+    follow_symlinks: FollowSymlinks = False
 
     @field_validator("items")
     @classmethod

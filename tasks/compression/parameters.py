@@ -10,6 +10,7 @@ from tasks.engine.parameters import (
     Callback,
     ComputeBudgetName,
     Destination,
+    FollowSymlinks,
     Results,
     Sources,
     TaskRuns,
@@ -46,6 +47,7 @@ class CompressJob(BaseModel):
         default=False, description="Ignore saved batch checkpoints and check every chunk again."
     )
     compute_budget: ComputeBudgetName = None
+    follow_symlinks: FollowSymlinks = False
 
     @model_validator(mode="after")
     def _outputs_outside_sources(self) -> CompressJob:

@@ -17,6 +17,7 @@ from tasks.engine.parameters import (
     Callback,
     ComputeBudgetName,
     Destination,
+    FollowSymlinks,
     Results,
     Sources,
     TaskRuns,
@@ -73,6 +74,7 @@ class AnalyzeJob(BaseModel):
     callback: Callback | None = Field(default=None, description="Optional notice sent once when the job ends.")
     refresh_checkpoints: bool = Field(default=False, description="Ignore saved checkpoints and count every document again.")
     compute_budget: ComputeBudgetName = None
+    follow_symlinks: FollowSymlinks = False
 
 
     @field_validator("languages", mode="before")

@@ -56,13 +56,15 @@ class ProgressArtifact:
 
 
 def publish_report(report: JobReportBase) -> None:
-    """Publish the job report as a table artifact (failures listed one per row)."""
+    """Publish the job report as a table artifact (failures and source entries left out listed one per row)."""
     rows: list[dict[str, object]] = [
         {"field": name, "value": value}
-        for name, value in report.model_dump(exclude={"failed"}).items()
+        for name, value in report.model_dump(exclude={"failed", "skipped"}).items()
     ]
     rows.append({"field": "failed", "value": len(report.failed)})
     rows.extend({"field": f"failed: {failure.item_id}", "value": failure.reason} for failure in report.failed[:100])
+    rows.append({"field": "skipped", "value": len(report.skipped)})
+    rows.extend({"field": f"skipped: {entry.item_id}", "value": entry.reason} for entry in report.skipped[:100])
     create_table_artifact(rows, key=artifact_key(report.job) + "-report", description=f"{report.job}: job report")
 
 

@@ -90,10 +90,10 @@ class _HashingAhead:
         self.thread: threading.Thread | None = None
         self.cache = FingerprintCache()
 
-    def start(self, sources: list[str], access: StorageAccess) -> None:
+    def start(self, sources: list[str], access: StorageAccess, follow_symlinks: bool) -> None:
         def work() -> None:
             try:
-                refs, _ = list_sources(sources, access)
+                refs, _ = list_sources(sources, access, follow_symlinks)
                 fingerprints, _ = fingerprint_chunks(refs, access)
                 self.cache = cache_of(fingerprints)
             except Exception:  # noqa: BLE001 - only a head start: the plan lists and reports for itself
@@ -113,14 +113,15 @@ class _HashingAhead:
 _AHEAD = _HashingAhead()
 
 
-def hash_ahead(sources: list[str], access: StorageAccess = StorageAccess()) -> None:
+def hash_ahead(sources: list[str], access: StorageAccess = StorageAccess(), follow_symlinks: bool = False) -> None:
     """Start listing and hashing `sources` now, in the background, for a plan this process makes soon.
 
     The command line calls it before it imports Prefect, which takes seconds on one core. The
     plan takes these fingerprints as it takes the job's fingerprint cache (`take_ahead`): only
-    for a file whose version, listed again, is unchanged.
+    for a file whose version, listed again, is unchanged. It lists as the plan does: a symlink the
+    plan leaves out (`follow_symlinks` off) is never read here either.
     """
-    _AHEAD.start(sources, access)
+    _AHEAD.start(sources, access, follow_symlinks)
 
 
 def take_ahead() -> FingerprintCache:

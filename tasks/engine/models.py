@@ -78,6 +78,13 @@ class ItemFailure(Frozen):
     reason: str = Field(description="What went wrong and how to fix it.")
 
 
+class SkippedEntry(Frozen):
+    """An entry of a source left out on purpose, not an item: a symlink outside it, a dangling one, a loop."""
+
+    item_id: str = Field(description="Its path relative to the source root, POSIX separators.")
+    reason: str = Field(description="Why it was left out, and how to take it if that is wanted.")
+
+
 class ItemOutput(Frozen):
     """What one finished item left in its job folder: the engine's record, the kind's details."""
 
@@ -135,6 +142,7 @@ class JobPlan(Frozen):
     failures: list[ItemFailure]
     items_total: int
     items_read: int = Field(ge=0, description="Items read and hashed; the others came from the fingerprint cache.")
+    skipped: list[SkippedEntry] = Field(default_factory=list, description="Source entries left out, never read.")
 
 
 class JobSettings(Frozen):
@@ -164,6 +172,11 @@ class JobReportBase(BaseModel):
     compute_units: float = Field(default=0.0, ge=0, description="Estimated Colab compute units this run spent.")
     stopped_reason: str | None = Field(
         default=None, description="Why the run stopped taking batches before the end (the compute-unit quota)."
+    )
+    skipped: list[SkippedEntry] = Field(
+        default_factory=list,
+        description="Entries of a local source left out, never read: symlinks outside it (unless follow_symlinks), "
+        "dangling links, loops. Not failures.",
     )
 
 

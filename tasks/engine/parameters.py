@@ -128,6 +128,10 @@ TaskRuns = Annotated[int, Field(
     ge=1, le=10_000,
     description="Most task runs the batches are spread over; each carries its share and commits every batch alone.",
 )]
+FollowSymlinks = Annotated[bool, Field(
+    description="Also take symlinks in a local source folder that point outside it, and enter linked folders; "
+    "off: such links are left out, never read, and named in the report. Loops and dangling links are always left out.",
+)]
 ComputeBudgetName = Annotated[str | None, Field(
     min_length=1, description="Name of a ComputeBudget block (rates and quota); empty: its default rates and no quota.",
 )]

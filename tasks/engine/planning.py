@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from prefect import task
@@ -22,9 +23,11 @@ from tasks.engine.models import (
     JobSettings,
 )
 from tasks.engine.records import is_records_location, read_records
-from tasks.engine.sources import list_sources
+from tasks.engine.sources import describe_skipped, scan_sources
 from tasks.storage.retries import IO_RETRY_DELAYS, retry_if_transient
 from tasks.storage.stores import StorageAccess
+
+logger = logging.getLogger("colabflow.plan")
 
 
 def plan_batches(
@@ -53,12 +56,17 @@ def plan_batches(
 def plan_job(
     sources: list[str], batch_size: int, batch_bytes: int, access: StorageAccess = StorageAccess(),
     cache: FingerprintCache = FingerprintCache(), hashed_ahead: FingerprintCache = FingerprintCache(),
+    follow_symlinks: bool = False,
 ) -> JobPlan:
     """List and validate every chunk, fingerprint those the cache does not know, then batch them.
 
     Chunks `hashed_ahead` in this run count as read, though the plan takes their fingerprints.
+    Entries left out of a local source (tasks/storage/local_tree.py) go in `skipped`, logged once here.
     """
-    refs, invalid = list_sources(sources, access)
+    listing = scan_sources(sources, access, follow_symlinks)
+    refs, invalid = listing.refs, listing.failures
+    if listing.skipped:
+        logger.warning("%s; never read, the report lists them all", describe_skipped(listing.skipped, shown=20))
     known = reuse_fingerprints(refs, cache)
     ahead = reuse_fingerprints([ref for ref in refs if ref.uri not in known], hashed_ahead)
     fresh, unreadable = fingerprint_chunks([ref for ref in refs if ref.uri not in known and ref.uri not in ahead], access)
@@ -69,18 +77,19 @@ def plan_job(
         failures=invalid + unreadable,
         items_total=len(refs) + len(invalid),
         items_read=len(refs) - len(known),
+        skipped=listing.skipped,
     )
 
 
 def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings,
-                        refresh: bool) -> JobPlan:
+                        refresh: bool, follow_symlinks: bool = False) -> JobPlan:
     """`plan_job` with the job's fingerprint cache, read before and rewritten when it changed (ignored on refresh).
 
     Fingerprints hashed ahead of the plan in this process (`hash_ahead`) are used where the file is unchanged.
     """
     folder = job_folder(settings)
     cache = FingerprintCache() if refresh else read_fingerprints(folder)
-    plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache, take_ahead())
+    plan = plan_job(sources, batch_size, batch_bytes, settings.access, cache, take_ahead(), follow_symlinks)
     current = cache_of([chunk for batch in plan.batches for chunk in batch])
     if current != cache:
         write_fingerprints(folder, current)
@@ -95,21 +104,22 @@ def plan_job_with_cache(sources: list[str], batch_size: int, batch_bytes: int, s
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings, refresh: bool) -> JobPlan:
+def plan_job_task(sources: list[str], batch_size: int, batch_bytes: int, settings: JobSettings, refresh: bool,
+                  follow_symlinks: bool = False) -> JobPlan:
     """List the job's chunks and fingerprint those that changed since the last run."""
-    return plan_job_with_cache(sources, batch_size, batch_bytes, settings, refresh)
+    return plan_job_with_cache(sources, batch_size, batch_bytes, settings, refresh, follow_symlinks)
 
 
 def plan_items(
     location: str, id_field: str, batch_size: int, batch_bytes: int, settings: JobSettings, refresh: bool,
-    limit: int | None = None,
+    limit: int | None = None, follow_symlinks: bool = False,
 ) -> JobPlan:
     """A job's items, in batches: the records of a JSONL file, or the files of a folder; the first `limit` of them."""
     if is_records_location(location):
         records = read_records(location, id_field, settings.access)
         plan = JobPlan(batches=[records], failures=[], items_total=len(records), items_read=len(records))
     else:
-        plan = plan_job_with_cache([location], batch_size, batch_bytes, settings, refresh)
+        plan = plan_job_with_cache([location], batch_size, batch_bytes, settings, refresh, follow_symlinks)
     items = [item for batch in plan.batches for item in batch]
     if limit is not None:
         items = items[:limit]
@@ -128,6 +138,6 @@ def plan_items(
     persist_result=False,
 )
 def plan_items_task(location: str, id_field: str, batch_size: int, batch_bytes: int, settings: JobSettings,
-                    refresh: bool, limit: int | None) -> JobPlan:
+                    refresh: bool, limit: int | None, follow_symlinks: bool = False) -> JobPlan:
     """List and fingerprint a job's items (records or files); bad records are refused before any work."""
-    return plan_items(location, id_field, batch_size, batch_bytes, settings, refresh, limit)
+    return plan_items(location, id_field, batch_size, batch_bytes, settings, refresh, limit, follow_symlinks)

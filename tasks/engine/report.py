@@ -29,7 +29,8 @@ def summarize_run(
     An item fails on its own (its reason says why and how often it was tried); a whole batch
     fails only when even its salvage could not tell which of its items are in the job folder.
 
-    `spent` is the run's ledger line; `stopped_reason` says why the run took no more batches.
+    `spent` is the run's ledger line; `stopped_reason` says why the run took no more batches. The
+    source entries the plan left out are carried into every kind's report as they are.
     """
     done = reused = bytes_in = bytes_out = 0
     failed: list[ItemFailure] = list(plan.failures)
@@ -56,7 +57,7 @@ def summarize_run(
     return RunSummary(
         job=settings.job, failed=failed, seconds=round((finished_at - settings.started_at).total_seconds(), 3),
         manifest_sha256=manifest.sha256, device=settings.device, gpu_class=spent.gpu_class,
-        compute_units=spent.compute_units, stopped_reason=stopped_reason,
+        compute_units=spent.compute_units, stopped_reason=stopped_reason, skipped=plan.skipped,
         items_total=plan.items_total, items_done=done, items_reused=reused, items_read=plan.items_read,
         bytes_in=bytes_in, bytes_out=bytes_out, batches_total=len(outcomes),
         batches_run=sum(not outcome.from_checkpoint for outcome in outcomes),

@@ -52,3 +52,16 @@ def test_the_plan_uses_ahead_hashes_but_rereads_a_file_changed_since(settled_fil
     assert all(chunk.sha256 == hashlib.sha256((settled_files / name).read_bytes()).hexdigest()
                for name, chunk in by_id.items())
     assert plan.items_read == 40
+
+
+def test_hashing_ahead_never_reads_a_link_the_plan_leaves_out(settled_files: Path, tmp_path: Path) -> None:
+    """A link outside the source is not hashed ahead unless follow_symlinks: no fingerprint of it exists."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the source")
+    wait_until(lambda: local_version(secret.stat(), time.time()) is not None, 10, what="the secret to settle")
+    (settled_files / "leak.txt").symlink_to(secret)
+    leak = (settled_files / "leak.txt").absolute().as_uri()
+    hash_ahead([str(settled_files)])
+    assert leak not in take_ahead().entries
+    hash_ahead([str(settled_files)], follow_symlinks=True)
+    assert take_ahead().entries[leak].sha256 == hashlib.sha256(b"outside the source").hexdigest()

@@ -62,9 +62,10 @@ def poisoned_repository(server: HTTPServer, blob: FlakyBlob) -> str:
     return serve_repository(server, FILES)
 
 
-def run_job(source: str, destination: Path, access: StorageAccess | None = None, batch_size: int = 256) -> JobReport:
+def run_job(source: str, destination: Path, access: StorageAccess | None = None, batch_size: int = 256,
+            follow_symlinks: bool = False) -> JobReport:
     request = CompressJob(source=[source], destination=str(destination), job="job",
-                          access=access or StorageAccess(), batch_size=batch_size)
+                          access=access or StorageAccess(), batch_size=batch_size, follow_symlinks=follow_symlinks)
     report = compress_chunks(request)
     assert isinstance(report, JobReport)
     return report
@@ -173,10 +174,10 @@ def test_a_chunk_replaced_by_a_directory_after_planning_fails_at_once_inside_its
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/mem, which Linux alone has")
 @pytest.mark.usefixtures("prefect_api")
 def test_a_chunk_whose_read_fails_while_planning_fails_alone(tmp_path: Path) -> None:
-    """A listed file whose read raises EIO (a link to /proc/self/mem) is tried K times and quarantined; the job completes."""
+    """A listed file whose read raises EIO (a followed link to /proc/self/mem) is tried K times and quarantined."""
     source = make_chunks(tmp_path / "source", 3, 1000)
     (source / "unreadable.bin").symlink_to("/proc/self/mem")
-    report = run_job(str(source), tmp_path / "out")
+    report = run_job(str(source), tmp_path / "out", follow_symlinks=True)
     assert report.compressed == 3 and [failure.item_id for failure in report.failed] == ["unreadable.bin"]
     assert "Input/output error" in report.failed[0].reason
     assert f"failed {ITEM_ATTEMPTS} times the same way" in report.failed[0].reason

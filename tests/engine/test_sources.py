@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tasks.engine.sources import list_sources, open_source, read_chunk
+from tasks.engine.sources import list_sources, open_source, read_chunk, scan_sources
 from tasks.errors import EmptySourceError, InvalidParameterError, SourceNotFoundError
 from tasks.storage.locations import local_path
 from tests.conftest import SAMPLE
@@ -49,6 +50,39 @@ def test_an_empty_source_says_so(tmp_path: Path) -> None:
         list_sources([str(tmp_path / "empty")])
 
 
+def test_a_source_of_links_left_out_says_which_and_why(tmp_path: Path) -> None:
+    """Only links outside, and no file: the error names each link with its reason, so the user knows what to add."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "secret.txt").write_text("secret")
+    (tmp_path / "src" / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(EmptySourceError, match=r"contains no files \(1 symlink left out: leak\.txt: a symlink to .*"
+                                               r"secret\.txt, outside the source; --follow-symlinks includes it\)"):
+        list_sources([str(tmp_path / "src")])
+
+
+def test_links_left_out_are_listed_and_follow_symlinks_lists_them_as_chunks(tmp_path: Path) -> None:
+    """The link is skipped with its reason by default; followed, its chunk reads the outside file's bytes."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"alpha")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    (tmp_path / "src" / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    listing = scan_sources([str(tmp_path / "src")])
+    assert [ref.item_id for ref in listing.refs] == ["a.txt"] and listing.failures == []
+    assert [(entry.item_id, entry.reason.endswith("outside the source; --follow-symlinks includes it"))
+            for entry in listing.skipped] == [("leak.txt", True)]
+    followed = scan_sources([str(tmp_path / "src")], follow_symlinks=True)
+    assert [ref.item_id for ref in followed.refs] == ["a.txt", "leak.txt"] and followed.skipped == []
+    assert read_chunk(followed.refs[1].uri) == b"secret"
+
+
+def test_a_source_file_named_directly_is_read_even_as_a_link(tmp_path: Path) -> None:
+    """The user named it: a source that is itself a link to a file elsewhere is taken."""
+    (tmp_path / "elsewhere.txt").write_bytes(b"named")
+    (tmp_path / "named.txt").symlink_to(tmp_path / "elsewhere.txt")
+    listing = scan_sources([str(tmp_path / "named.txt")])
+    assert [ref.item_id for ref in listing.refs] == ["named.txt"] and listing.skipped == []
+
+
 def test_a_file_with_a_control_character_fails_alone(tmp_path: Path) -> None:
     """A bad name becomes a failure with the reason; the other chunks are listed."""
     (tmp_path / "good.txt").write_bytes(b"ok")
@@ -86,3 +120,12 @@ def test_a_chunk_that_vanished_after_listing_says_so(tmp_path: Path) -> None:
     path = tmp_path / "gone.txt"
     with pytest.raises(SourceNotFoundError, match="disappeared after it was listed"):
         read_chunk(path.as_uri())
+
+
+def test_a_link_with_a_name_that_is_not_utf8_is_reported_in_printable_text(tmp_path: Path) -> None:
+    """Its name and target come back with backslash escapes, so the report's JSON can carry them."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"alpha")
+    os.symlink(b"/etc/passwd", os.fsencode(tmp_path / "src") + b"/caf\xe9")
+    [entry] = scan_sources([str(tmp_path / "src")]).skipped
+    assert entry.item_id == "caf\\xe9" and entry.model_dump_json()
