@@ -1,9 +1,10 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Each builds .venv first.
+# On a GPU (a Colab runtime, a lab box), run `make test-gpu` first (docs/gpu.md).
 PYTHON ?= python3
 VENV := .venv
 DEMO_OUT := colabflow-data
 
-.PHONY: demo test
+.PHONY: demo test test-gpu
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +36,26 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(VENV)/.torch $(VENV)/.examples
 	$(VENV)/bin/python -m pytest
+
+# `make test-gpu`: the tests marked gpu, one at a time on this machine's GPU. They need a CUDA build
+# of torch, which .venv's CPU build is not, so they get a venv of their own that also sees the
+# system's packages: Colab's preinstalled torch is used as it is, never reinstalled, and what we
+# install stays in the venv (nvCOMP too, so cuDF's pinned nvCOMP in the system is left alone). Only
+# a python without torch gets PyPI's torch, a CUDA build. The nvCOMP extra follows torch's CUDA:
+# [gpu] for 12, [gpu-cu13] for 13. Where ensurepip is missing, the venv uses the system's pip.
+GPU_VENV := .venv-gpu
+CUDA_CHECK := import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	f"make test-gpu: torch {torch.__version__} sees no CUDA GPU; on Colab choose a GPU runtime (Runtime > Change runtime type)")
+GPU_EXTRA := import torch; print("gpu-cu13" if (torch.version.cuda or "").startswith("13.") else "gpu")
+
+$(GPU_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv --system-site-packages $(GPU_VENV) || $(PYTHON) -m venv --system-site-packages --without-pip $(GPU_VENV)
+	$(GPU_VENV)/bin/python -c 'import torch' 2>/dev/null || \
+		$(GPU_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'torch>=2.4'
+	$(GPU_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-e ".[test,$$($(GPU_VENV)/bin/python -c '$(GPU_EXTRA)')]"
+	touch $@
+
+test-gpu: $(GPU_VENV)/.installed
+	$(GPU_VENV)/bin/python -c '$(CUDA_CHECK)'
+	$(GPU_VENV)/bin/python -m pytest -m gpu -n 0

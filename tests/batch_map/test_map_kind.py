@@ -19,6 +19,7 @@ from tasks.engine.checkpoints import batch_checkpoint_key
 from tasks.engine.planning import plan_job
 from tasks.engine.records import read_records
 from tasks.errors import InvalidParameterError
+from tests.machines import gpu_hidden, needs_cuda
 
 MEASURE = "tasks.batch_map.examples.text:measure"
 
@@ -114,15 +115,28 @@ def test_editing_the_function_changes_every_batch_key(lab: Path, tmp_path: Path)
 
 
 def test_fp16_on_a_machine_without_cuda_is_refused_with_the_reason(tmp_path: Path) -> None:
-    """A precision the device cannot run is refused before any work."""
+    """A precision the device cannot run is refused before any work: fp16 on the CPU, or on auto where
+    torch sees no CUDA (hidden on a GPU host)."""
     with pytest.raises(ValueError, match="precision 'fp16' cannot run with device 'cpu'"):
         MapJob(items="x.jsonl", job="j", function=MEASURE, device="cpu", precision="fp16")
-    from tasks.gpu.devices import nvidia_driver_present
+    with gpu_hidden(tmp_path / "no-gpu"), pytest.raises(
+        InvalidParameterError, match="precision 'fp16' needs a CUDA GPU and this worker has none"
+    ):
+        prepare_map(MapJob(items="x.jsonl", destination=str(tmp_path / "out"), job="j", function=MEASURE,
+                           precision="fp16"))
 
-    if not nvidia_driver_present():  # on a GPU host fp16 may run, so only the refusal is checked here
-        with pytest.raises(InvalidParameterError, match="precision 'fp16' needs a CUDA GPU and this worker has none"):
-            prepare_map(MapJob(items="x.jsonl", destination=str(tmp_path / "out"), job="j", function=MEASURE,
-                               precision="fp16"))
+
+@pytest.mark.gpu
+@needs_cuda
+def test_auto_on_a_real_gpu_takes_cuda_and_names_the_gpu(lab: Path, tmp_path: Path) -> None:
+    """On a real GPU: auto with fp16 runs on CUDA, the class is built for cuda, and the job's device is the GPU's name."""
+    import labfns.model as model
+    import torch
+
+    settings = prepare_map(MapJob(items="x.jsonl", destination=str(tmp_path / "out"), job="j",
+                                  function="labfns.model:Scaler", params={"factor": "2"}, precision="fp16"))
+    assert settings.device == torch.cuda.get_device_name(0)
+    assert model.BUILT == [("2", "cuda")]
 
 
 OUT_OF_MEMORY_ABOVE_TWO = '''

@@ -3,13 +3,15 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tasks.compression.codecs import IsalGzipCodec, resolve_codec
 from tasks.compression.gzip_framing import stored_member_size
-from tasks.compression.nvcomp_codec import GpuProbe, local_gpu_probe
+from tasks.compression.nvcomp_codec import GpuProbe
 from tasks.errors import CodecUnavailableError
+from tests.machines import gpu_hidden
 
 TEXT = b"def compress(data):\n    return isal_zlib.compress(data)\n" * 2000
 
@@ -64,12 +66,10 @@ def test_auto_and_cpu_pick_isal_without_a_gpu() -> None:
         assert (codec.name, codec.device, codec.level) == ("isal", "cpu", 6)
 
 
-@pytest.mark.skipif(local_gpu_probe().usable, reason="this machine can run the GPU codec")
-def test_gpu_on_this_machine_fails_with_the_reason() -> None:
-    """codec=gpu on a machine without CUDA fails at once and says what is missing and what to use."""
-    with pytest.raises(CodecUnavailableError) as caught:
+def test_gpu_on_this_machine_fails_with_the_reason(tmp_path: Path) -> None:
+    """codec=gpu where no GPU is found (hidden on a GPU host) fails at once and says what is missing and what to use."""
+    with gpu_hidden(tmp_path), pytest.raises(CodecUnavailableError) as caught:
         resolve_codec("gpu", 6)
     message = str(caught.value)
-    assert message.startswith(f"codec 'gpu' cannot run: {local_gpu_probe().reason}")
-    assert "--codec cpu" in message
-    assert "no CUDA GPU" in message
+    assert message.startswith("codec 'gpu' cannot run: no CUDA GPU: ")
+    assert message.endswith("; use --codec cpu or --codec auto")

@@ -1,8 +1,9 @@
 """The GPU codec: its CPU seams everywhere (framing, routing, backoff, probe reasons), nvCOMP on a GPU.
 
 Without a GPU, raw Deflate from zlib (wbits=-15) stands in for nvCOMP's RAW bitstream, so
-everything but the nvCOMP calls themselves runs here. Tests marked `gpu` need CUDA and nvCOMP and
-are skipped, with the probe's reason, without them.
+everything but the nvCOMP calls themselves runs here. Tests marked `gpu` need CUDA, and those that
+compress need nvCOMP too; without them they are skipped with the reason. With CUDA, the probe's own
+test fails when nvCOMP cannot run, so `make test-gpu` never passes on skips alone.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import zlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,10 +24,15 @@ import pytest
 
 from tasks.compression.codecs import IsalGzipCodec, resolve_codec
 from tasks.compression.gzip_framing import stored_member_size
-from tasks.compression.nvcomp_backend import PendingEncode, aligned_offsets
+from tasks.compression.nvcomp_backend import (
+    PendingEncode,
+    aligned_offsets,
+    version_tuple,
+)
 from tasks.compression.nvcomp_codec import (
     BACKOFF_OPERATION,
     MAX_GPU_CHUNK_BYTES,
+    MINIMUM_NVCOMP,
     GpuProbe,
     NvcompGzipCodec,
     gpu_probe,
@@ -34,6 +41,7 @@ from tasks.compression.nvcomp_codec import (
 )
 from tasks.errors import CodecUnavailableError, CorruptOutputError
 from tasks.gpu.oom_backoff import BatchSizeMemory
+from tests.machines import gpu_hidden, needs_cuda
 
 GPU = "Tesla T4"
 TEXT = b"def compress(data):\n    return nvcomp.encode(data)\n"
@@ -316,14 +324,30 @@ def test_the_probe_says_what_is_missing(modules: dict[str, object], reason: str)
     assert reason in probe.reason
 
 
-def test_the_probe_on_this_cpu_torch_names_the_cpu_build() -> None:
-    """The real torch here is a CPU wheel: the probe says so."""
-    torch = pytest.importorskip("torch", reason="the probe's CPU-build reason needs torch")
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    probe = gpu_probe()
+def test_the_probe_on_the_real_torch_without_cuda_names_its_build(tmp_path: Path) -> None:
+    """The real torch with no GPU in sight (hidden on a GPU host): the probe names its build, CPU or CUDA."""
+    torch = pytest.importorskip("torch", reason="the probe's build reasons need torch")
+    with gpu_hidden(tmp_path):
+        probe = gpu_probe()
     assert (probe.usable, probe.gpu_name) == (False, None)
-    assert probe.reason == f"no CUDA GPU: torch {torch.__version__} is a CPU-only build"
+    build = "is a CPU-only build" if torch.version.cuda is None else f"(CUDA {torch.version.cuda}) finds no CUDA GPU or driver"
+    assert probe.reason == f"no CUDA GPU: torch {torch.__version__} {build}"
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_the_probe_finds_this_gpu_and_its_nvcomp() -> None:
+    """On a real GPU with the gpu extra: the probe is usable and names torch's GPU and CUDA, and nvCOMP 5.3+.
+
+    It needs CUDA only, so a missing or broken nvCOMP fails here with the probe's reason rather than skipping.
+    """
+    import torch
+
+    probe = local_gpu_probe()
+    assert probe.usable, probe.reason
+    assert probe.gpu_name == torch.cuda.get_device_name(torch.cuda.current_device())
+    assert probe.cuda_version == torch.version.cuda
+    assert probe.nvcomp_version is not None and version_tuple(probe.nvcomp_version) >= MINIMUM_NVCOMP
 
 
 USABLE = GpuProbe(True, "", GPU, "12.4", "6.0.0")
@@ -372,7 +396,7 @@ def test_nvcomp_members_restore_with_system_gzip() -> None:
 
 
 @pytest.mark.gpu
-@needs_gpu
+@needs_cuda
 def test_real_cuda_out_of_memory_backs_off() -> None:
     """On a real GPU: sub-batches that allocate a third of its memory per item halve until they fit."""
     import torch

@@ -23,6 +23,7 @@ from deployments.bootstrap import (
 from deployments.durations import parse_duration
 from tasks.gpu.devices import gpu_class_of
 from tasks.hosts import LocalHost
+from tests.machines import gpu_hidden, without_gpu
 from tests.pool import start_worker
 from tests.servers import server_environment, wait_until
 
@@ -38,9 +39,10 @@ def test_gpu_names_map_to_queues(name: str, gpu_class: str) -> None:
     assert gpu_class_of(name) == gpu_class
 
 
-def test_this_machine_without_a_gpu_is_cpu() -> None:
-    """No CUDA and no nvidia-smi here: the host's class is cpu."""
-    assert LocalHost().gpu_class() == "cpu"
+def test_a_machine_without_a_gpu_is_cpu(tmp_path: Path) -> None:
+    """torch sees no CUDA and nvidia-smi finds no driver (hidden on a GPU host): the host's class is cpu."""
+    with gpu_hidden(tmp_path):
+        assert LocalHost().gpu_class() == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -151,11 +153,12 @@ def test_a_signal_stops_the_worker_and_its_process_group(
 
 
 def test_a_worker_on_colab_unassigns_the_idle_runtime_once(prefect_api: str, tmp_path: Path, leftovers: list[int]) -> None:
-    """On a (stand-in) Colab runtime an idle worker calls google.colab.runtime.unassign() once and exits 0."""
+    """On a (stand-in) Colab runtime without a GPU (hidden on a GPU host) an idle worker serves cpu, calls
+    google.colab.runtime.unassign() once and exits 0."""
     state = tmp_path / "colab-state"
     state.mkdir()
     (state / "unassign.mode").write_text("no-kernel")
-    env = server_environment(tmp_path / "client-home", prefect_api)
+    env = without_gpu(server_environment(tmp_path / "client-home", prefect_api), tmp_path / "bin")
     env.update({"FAKE_COLAB_STATE": str(state), "PYTHONPATH": str(FAKE_COLAB)})
     log = tmp_path / "colab.log"
     worker = start_worker(env, log, "--pool", "colab-idle", "--idle-release", "0.05", "--check-every", "0.5s")

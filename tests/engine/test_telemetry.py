@@ -1,4 +1,4 @@
-"""Telemetry: readings through injected torch/NVML on the CPU, the JSONL file, the event, the summary."""
+"""Telemetry: readings through injected torch/NVML (and a real GPU's, marked gpu), the JSONL file, the event, the summary."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from tasks.errors import CorruptOutputError
 from tasks.gpu.readings import DeviceReading, read_device_telemetry
 from tasks.storage.stores import StorageAccess
 from tests.conftest import make_chunks
+from tests.machines import needs_cuda
 from tests.pool import ROOT, kill_machine
 from tests.servers import server_environment, wait_until
 
@@ -117,6 +118,21 @@ def test_a_cpu_host_reports_cpu_and_ram(torch: object) -> None:
     assert reading.memory_total_bytes and 0 < reading.memory_used_bytes <= reading.memory_total_bytes  # type: ignore[operator]
     assert reading.utilization_percent is not None and 0 <= reading.utilization_percent <= 100
     assert reading.memory_reserved_bytes is None and reading.temperature_c is None
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_real_gpu_reading_comes_from_torch_and_nvml() -> None:
+    """On a real GPU with the gpu extra (nvidia-ml-py): NVML and torch both read the GPU torch works on."""
+    import torch
+
+    block = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")
+    reading = read_device_telemetry()
+    assert (reading.device_kind, reading.device_name) == ("gpu", torch.cuda.get_device_name())
+    assert reading.sources == ("torch", "nvml")
+    assert reading.peak_allocated_bytes >= reading.memory_allocated_bytes >= block.numel()  # type: ignore[operator]
+    assert 0 < reading.memory_used_bytes <= reading.memory_total_bytes  # type: ignore[operator]
+    assert 0 <= reading.utilization_percent <= 100 and reading.temperature_c > 0  # type: ignore[operator]
 
 
 def line(batch_index: int, device: str = "Tesla T4", **figures: Any) -> BatchTelemetry:

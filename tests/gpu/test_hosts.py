@@ -14,25 +14,29 @@ import psutil
 import pytest
 
 from tasks.errors import RemoteUnavailableError
+from tasks.gpu.devices import detect_gpu_name, gpu_class_of, nvidia_driver_present
 from tasks.hosts import (
     COLAB_RUNTIME_LIMIT_SECONDS,
     ColabHost,
     LocalHost,
     container_started,
 )
+from tests.machines import needs_cuda
 
 ROOT = Path(__file__).parents[2]
 FAKE_COLAB = Path(__file__).parents[1] / "fake_colab"
 FAKE_GPU = Path(__file__).parents[1] / "fake_gpu"
 SMI_ARGUMENTS = "--query-gpu=name --format=csv,noheader\n"
-DETECT = ("import json; from tasks.hosts import current_host; from deployments.bootstrap import queues_for; "
+# google.colab is made unimportable first: on a Colab runtime the real one would make the host a ColabHost.
+DETECT = ("import json, sys; sys.modules['google.colab'] = None; "
+          "from tasks.hosts import current_host; from deployments.bootstrap import queues_for; "
           "host = current_host(); gpu_class = host.gpu_class(); "
           "print(json.dumps([type(host).__name__, gpu_class, list(queues_for(gpu_class, None))]))")
 
 
 def detect_in_subprocess(tmp_path: Path, torch: str, smi_output: str | None, smi_exit: int = 0) -> list[str]:
-    """Run GPU detection in a fresh Python whose torch is the stand-in and whose PATH holds only a
-    fake nvidia-smi (or none); return [host type, GPU class, queues]."""
+    """Run GPU detection in a fresh Python off Colab, whose torch is the stand-in and whose PATH holds
+    only a fake nvidia-smi (or none), so the host's own GPU never shows; return [host type, GPU class, queues]."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     if smi_output is not None:
@@ -79,6 +83,17 @@ def test_nvidia_smi_names_the_gpu_when_torch_cannot(tmp_path: Path, torch: str, 
 def test_no_gpu_found_means_cpu(tmp_path: Path, torch: str, smi_output: str | None, smi_exit: int) -> None:
     """No CUDA, and no nvidia-smi (or one that lists nothing or fails): the class is cpu, serving cpu and any."""
     assert detect_in_subprocess(tmp_path, torch, smi_output, smi_exit) == ["LocalHost", "cpu", ["cpu", "any"]]
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_real_gpu_gives_its_class_through_torch() -> None:
+    """On a real GPU: the driver is found, and the host's class is that of the GPU torch.cuda names."""
+    import torch
+
+    name = torch.cuda.get_device_name(0)
+    assert nvidia_driver_present() and detect_gpu_name() == name
+    assert LocalHost().gpu_class() == gpu_class_of(name) != "cpu"
 
 
 def test_with_google_colab_importable_the_host_is_colab(tmp_path: Path) -> None:

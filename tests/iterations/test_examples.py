@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy
@@ -13,6 +14,7 @@ import torch
 
 from tasks.iterations.examples.hill_climb import HillClimb
 from tasks.iterations.examples.train import Trainer
+from tests.machines import gpu_hidden, needs_cuda
 
 Program = Any
 Build = Callable[[], Program]
@@ -36,16 +38,19 @@ def run(program: Program, start: int, stop: int) -> list[dict[str, float]]:
     return [program.step(iteration) for iteration in range(start, stop)]
 
 
-def global_states() -> tuple[Any, Any, torch.Tensor]:
-    """The global generators' states, as colabflow snapshots them at a checkpoint."""
-    return random.getstate(), numpy.random.get_state(), torch.get_rng_state()
+def global_states() -> tuple[Any, Any, torch.Tensor, list[torch.Tensor]]:
+    """The global generators' states, as colabflow snapshots them at a checkpoint: the GPUs' too, where CUDA is."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return random.getstate(), numpy.random.get_state(), torch.get_rng_state(), cuda
 
 
-def restore_global_states(states: tuple[Any, Any, torch.Tensor]) -> None:
+def restore_global_states(states: tuple[Any, Any, torch.Tensor, list[torch.Tensor]]) -> None:
     """Put the global generators back as `global_states` found them."""
     random.setstate(states[0])
     numpy.random.set_state(states[1])
     torch.set_rng_state(states[2])
+    if states[3]:
+        torch.cuda.set_rng_state_all(states[3])
 
 
 def assert_identical(left: Any, right: Any, where: str = "state") -> None:
@@ -174,11 +179,27 @@ def test_bad_params_are_refused(build: Callable[[dict[str, str], int], Program],
         build(params, SEED)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_train_refuses_cuda_without_a_gpu() -> None:
-    """device=cuda on a machine without CUDA says so instead of failing later."""
-    with pytest.raises(ValueError, match="param 'device' is 'cuda' but torch sees no CUDA GPU"):
-        Trainer({"device": "cuda"}, SEED)
+def test_train_refuses_cuda_without_a_gpu(tmp_path: Path) -> None:
+    """device=cuda where torch sees no CUDA (hidden on a GPU host) says so instead of failing later; auto takes the CPU."""
+    with gpu_hidden(tmp_path):
+        with pytest.raises(ValueError, match="param 'device' is 'cuda' but torch sees no CUDA GPU"):
+            Trainer({"device": "cuda"}, SEED)
+        assert Trainer({"samples": "100"}, SEED).device == torch.device("cpu")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("deterministic")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_train_on_cuda_resumes_exactly(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real GPU, with deterministic kernels: auto takes CUDA, and a training stopped mid-epoch and
+    resumed ends bit for bit where an uninterrupted one ends (fp16 with its GradScaler)."""
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip(f"{torch.cuda.get_device_name(0)} has no bf16")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    params = {"precision": precision, "accumulate_steps": "2", "samples": "400", "batch_size": "16", "eval_every": "4"}
+    assert seeded(Trainer, params)().device.type == "cuda"
+    check_exact_resume(seeded(Trainer, params), total=30, stop_at=13)
 
 
 def test_hill_climb_refuses_a_state_of_another_size() -> None:

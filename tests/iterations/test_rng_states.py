@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy
@@ -21,6 +22,7 @@ from tasks.iterations.state_format import (
     encode_state,
     serialize_state,
 )
+from tests.machines import gpu_hidden, needs_cuda
 
 
 def draw() -> tuple[list[float], list[float], list[float]]:
@@ -77,25 +79,56 @@ def test_snapshot_holds_numpy_key_as_uint32_array() -> None:
     assert state["state"]["key"].dtype == numpy.uint32 and state["state"]["key"].shape == (624,)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the snapshot of a machine without CUDA")
-def test_snapshot_without_cuda_has_no_cuda_states() -> None:
-    """On a machine without CUDA the snapshot leaves "torch_cuda" out."""
-    assert "torch_cuda" not in capture_generators()
+def test_snapshot_without_cuda_has_no_cuda_states(tmp_path: Path) -> None:
+    """Where torch sees no CUDA (hidden on a GPU host) the snapshot leaves "torch_cuda" out."""
+    with gpu_hidden(tmp_path):
+        assert "torch_cuda" not in capture_generators()
 
 
-def test_cuda_states_that_cannot_be_restored_give_a_warning() -> None:
-    """CUDA states for more GPUs than this machine has are reported, not raised."""
-    seed_generators(5)
-    snapshot = capture_generators()
-    present = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    snapshot["torch_cuda"] = [torch.zeros(16, dtype=torch.uint8) for _ in range(present + 1)]
-    expected = draw()
-    warnings = restore_generators(snapshot)
-    assert len(warnings) == 1
-    assert f"CUDA generator states for {present + 1} GPU(s)" in warnings[0]
-    if not torch.cuda.is_available():
-        assert "this machine has no CUDA" in warnings[0]
+def test_cuda_states_on_a_machine_without_cuda_give_a_warning(tmp_path: Path) -> None:
+    """CUDA states restored where torch sees no CUDA (hidden on a GPU host) are reported, not raised."""
+    with gpu_hidden(tmp_path):
+        seed_generators(5)
+        snapshot = capture_generators()
+        snapshot["torch_cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+        expected = draw()
+        warnings = restore_generators(snapshot)
+    assert warnings == [("the checkpoint holds CUDA generator states for 1 GPU(s) but this machine has no CUDA; they "
+                         "were not restored, so GPU random draws will differ from an uninterrupted run")]
     assert draw() == expected
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_draws_repeat_after_a_restore_through_the_checkpoint_format() -> None:
+    """On a real GPU: the snapshot holds one state per GPU, and after it is written, read back and
+    restored, draws on the GPU repeat."""
+    seed_generators(13)
+    torch.rand(3, device="cuda")
+    snapshot = capture_generators()
+    assert len(snapshot["torch_cuda"]) == torch.cuda.device_count()  # type: ignore[arg-type]
+    restored = decode_state(deserialize_state(*serialize_state(encode_state(snapshot))))
+    expected = torch.rand(5, device="cuda")
+    torch.rand(5, device="cuda")
+    assert restore_generators(restored) == []
+    assert torch.equal(torch.rand(5, device="cuda"), expected)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_states_for_more_gpus_than_present_restore_those_present_with_a_warning() -> None:
+    """On a real GPU: a checkpoint from a machine with one more GPU restores the GPUs here and names the rest."""
+    seed_generators(17)
+    snapshot = capture_generators()
+    states: list[torch.Tensor] = list(snapshot["torch_cuda"])  # type: ignore[call-overload]
+    present = len(states)
+    snapshot["torch_cuda"] = [*states, states[0]]
+    expected = torch.rand(5, device="cuda")
+    assert restore_generators(snapshot) == [
+        (f"the checkpoint holds CUDA generator states for {present + 1} GPU(s) but this machine has {present}; "
+         f"restored the first {present}, so random draws on the others differ from an uninterrupted run")
+    ]
+    assert torch.equal(torch.rand(5, device="cuda"), expected)
 
 
 def test_unknown_generator_states_give_a_warning() -> None:

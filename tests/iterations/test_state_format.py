@@ -21,6 +21,7 @@ from tasks.iterations.state_format import (
     encode_state,
     serialize_state,
 )
+from tests.machines import needs_cuda
 
 
 def round_trip(state: dict[str, Any]) -> dict[str, object]:
@@ -109,6 +110,22 @@ def test_bfloat16_tensors_round_trip(shape: tuple[int, ...]) -> None:
     assert isinstance(restored, torch.Tensor) and restored.dtype == torch.bfloat16
     assert torch.equal(restored, tensor)
     assert len(state_digest(encoded)) == 64
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_tensors_are_copied_to_the_host_at_encode_and_come_back_equal() -> None:
+    """On a real GPU: fp32, bf16 and transposed CUDA tensors come back as equal CPU tensors, copied when
+    encoded, so a step after the checkpoint does not change it."""
+    weights = torch.randn(64, 32, device="cuda")
+    state = {"fp32": weights, "bf16": weights.to(torch.bfloat16), "t": weights.t()}
+    expected = {name: tensor.cpu() for name, tensor in state.items()}
+    encoded = encode_state(state)
+    weights.add_(1.0)
+    restored: Any = decode_state(deserialize_state(*serialize_state(encoded)))
+    for name, tensor in expected.items():
+        assert restored[name].device.type == "cpu" and restored[name].dtype == tensor.dtype
+        assert torch.equal(restored[name], tensor), name
 
 
 def test_non_contiguous_and_parameter_tensors_come_back_plain() -> None:
