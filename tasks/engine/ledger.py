@@ -3,11 +3,19 @@
 There is one line per (job, flow run, attempt). Recording the same key again replaces its line, so
 a retried task never counts twice, while a crashed run that starts again (a new attempt) adds the
 units it spends again. Units are estimates: seconds times the `ComputeBudget` rate of the GPU class.
+
+Every job at a destination writes the ledger, so a store that guards a read-modify-write against
+other writers (local disk, GCS) keeps it in `ledger.jsonl`. Drive has no such guard: there each
+process writes its own segment, `.colabflow/ledger/<process>.jsonl`, which no other process
+touches. A reader merges the file and every segment; where a key appears twice, the line recorded
+last counts.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
@@ -17,11 +25,14 @@ from blocks.compute_budget import ComputeBudget
 from tasks.engine.models import parse_json_lines
 from tasks.gpu.devices import gpu_class_of
 from tasks.storage.places import open_place
-from tasks.storage.shared_files import update_object
-from tasks.storage.stores import StorageAccess, read_optional
+from tasks.storage.shared_files import guards_writers, update_object
+from tasks.storage.stores import ObjectStore, StorageAccess, read_optional
 
 LEDGER_NAME = "ledger.jsonl"
+SEGMENTS_DIR = ".colabflow/ledger"  # one segment per process, where the store cannot guard ledger.jsonl
+_PROCESS = uuid.uuid4().hex[:12]
 _FILE_LOCKS: dict[str, threading.Lock] = {}
+_SEGMENTS: dict[str, dict[tuple[str, str, int], LedgerEntry]] = {}  # segment URI -> this process's entries
 
 
 class LedgerEntry(BaseModel):
@@ -64,10 +75,17 @@ def parse_ledger(content: bytes, where: str) -> list[LedgerEntry]:
 
 
 def read_ledger(destination: str, access: StorageAccess) -> list[LedgerEntry]:
-    """Every entry at the destination, oldest first; none before the first job."""
+    """Every entry at the destination (none before the first job): `ledger.jsonl`'s in order, then each segment's."""
     place = open_place(destination, access)
     key = place.key(LEDGER_NAME)
-    return parse_ledger(read_optional(place.store, key) or b"", place.uri(key))
+    entries = parse_ledger(read_optional(place.store, key) or b"", place.uri(key))
+    for info in place.store.list(place.key(SEGMENTS_DIR)):
+        entries += parse_ledger(read_optional(place.store, info.key) or b"", place.uri(info.key))
+    latest: dict[tuple[str, str, int], LedgerEntry] = {}
+    for entry in entries:
+        if entry.key not in latest or entry.recorded_at >= latest[entry.key].recorded_at:
+            latest[entry.key] = entry
+    return list(latest.values())
 
 
 def _with_entry(entries: list[LedgerEntry], entry: LedgerEntry) -> list[LedgerEntry]:
@@ -75,23 +93,35 @@ def _with_entry(entries: list[LedgerEntry], entry: LedgerEntry) -> list[LedgerEn
     return replaced if entry.key in {old.key for old in entries} else [*entries, entry]
 
 
+def _lines(entries: Iterable[LedgerEntry]) -> bytes:
+    return b"".join(entry.model_dump_json().encode() + b"\n" for entry in entries)
+
+
 def append_ledger(destination: str, access: StorageAccess, entry: LedgerEntry) -> None:
     """Record the entry, replacing an earlier one with the same (job, flow run, attempt).
 
-    The ledger is shared by every job at the destination, so the change goes through the store's
-    guard against concurrent writers (tasks/storage/shared_files.py): no other job's line is lost.
+    The ledger is shared by every job at the destination: where the store guards a
+    read-modify-write (tasks/storage/shared_files.py), the change goes to `ledger.jsonl` under
+    that guard; elsewhere to this process's own segment. Either way no other job's line is lost.
     """
     place = open_place(destination, access)
     store, key = place.writable("destination"), place.key(LEDGER_NAME)
-
-    def with_entry(content: bytes | None) -> bytes | None:
-        entries = parse_ledger(content or b"", place.uri(key))
-        if entry in entries:
-            return None
-        return b"".join(item.model_dump_json().encode() + b"\n" for item in _with_entry(entries, entry))
-
     with _FILE_LOCKS.setdefault(place.uri(key), threading.Lock()):
-        update_object(store, key, with_entry)
+        if guards_writers(store):
+            _update_file(store, key, place.uri(key), entry)
+            return
+        segment = place.key(SEGMENTS_DIR, f"{_PROCESS}-{os.getpid()}.jsonl")  # a forked child has its own
+        entries = _SEGMENTS.setdefault(place.uri(segment), {})
+        entries[entry.key] = entry
+        store.write_bytes(segment, _lines(entries.values()))
+
+
+def _update_file(store: ObjectStore, key: str, uri: str, entry: LedgerEntry) -> None:
+    def with_entry(content: bytes | None) -> bytes | None:
+        entries = parse_ledger(content or b"", uri)
+        return None if entry in entries else _lines(_with_entry(entries, entry))
+
+    update_object(store, key, with_entry)
 
 
 def spend(entries: Iterable[LedgerEntry]) -> float:

@@ -29,6 +29,7 @@ import base64
 import hashlib
 import logging
 import os
+import random
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -56,6 +57,8 @@ logger = logging.getLogger("colabflow.gcs")
 RESUMABLE_CHUNK = 16 * 1024 * 1024  # a multiple of 256 KiB, as GCS requires
 MULTIPART_LIMIT = 8 * 1024 * 1024  # google-cloud-storage uploads larger files as resumable uploads
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+CONTENTION_DELAY = 0.025  # seconds: the bound of the first wait after a lost race (412), doubled each time
+CONTENTION_MAX_DELAY = 2.0
 EMULATOR_PROJECT = "colabflow-emulator"
 EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
 _CREDENTIALS_ADVICE = "GCS refused the credentials; check --gcp-credentials (or Application Default Credentials)"
@@ -214,22 +217,29 @@ class GcsStore:
 
         self._call(f"delete {self.location}/{key}", remove)
 
-    def update(self, key: str, change: Callable[[bytes | None], bytes | None], attempts: int = 8) -> None:
+    def update(self, key: str, change: Callable[[bytes | None], bytes | None], attempts: int = 10) -> None:
         """Read-modify-write that carries the generation it read as the write's precondition.
 
         `change` gets the current bytes (None when absent) and returns the new ones, or None to
         leave the object as it is. When another writer got in between (412), the object is read
-        again and `change` applied to what that writer left, so no writer's change is lost.
+        again and `change` applied to what that writer left, so no writer's change is lost. Each
+        new attempt first waits a random time below a doubling bound, so a writer that keeps
+        losing to a busier one steps out of its rhythm instead of losing every time.
         """
         from google.api_core.exceptions import PreconditionFailed
 
         uri = f"{self.location}/{key}"
-        for _ in range(attempts):
+        for attempt in range(attempts):
+            if attempt:
+                self.policy.sleep(random.uniform(0, min(CONTENTION_MAX_DELAY, CONTENTION_DELAY * 2 ** (attempt - 1))))
             existing = self._blob_or_none(key)
             generation = int(existing.generation) if existing is not None else 0
             try:
-                current = None if existing is None else self._call(
-                    f"read {uri}", lambda: existing.download_as_bytes(if_generation_match=generation, retry=None))
+                # The live object, if it is still the generation read: a blob from `get_blob` would ask for that
+                # generation by number, which GCS answers with 404 once another writer has replaced it (in a
+                # bucket without object versioning).
+                current = None if existing is None else self._call(f"read {uri}", lambda: self.bucket.blob(
+                    key).download_as_bytes(if_generation_match=generation, retry=None))
                 updated = change(current)
                 if updated is None or updated == current:
                     return

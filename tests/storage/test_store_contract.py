@@ -1,4 +1,8 @@
-"""One contract, every writable store: local disk, GCS (emulator) and Drive (fake Drive v3 server)."""
+"""One contract, every writable store: local disk, GCS (tests/gcs_fake.py) and Drive (fake Drive v3 server).
+
+The GCS backend is gcp-storage-emulator behind a check of GCS's preconditions: the plain emulator
+runs the same handlers but ignores preconditions, so it would test nothing this one does not.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +42,9 @@ def local_store(stack: ExitStack, tmp_path: Path) -> Backend:
 
 def gcs_store(stack: ExitStack, tmp_path: Path) -> Backend:
     from tasks.storage.gcs import GcsStore
-    from tests.gcs_emulator import BUCKET, gcs_emulator
+    from tests.gcs_fake import BUCKET, gcs_fake
 
-    stack.enter_context(pytest.MonkeyPatch.context()).setenv("STORAGE_EMULATOR_HOST", stack.enter_context(gcs_emulator()))
+    stack.enter_context(pytest.MonkeyPatch.context()).setenv("STORAGE_EMULATOR_HOST", stack.enter_context(gcs_fake()))
     store = GcsStore(BUCKET, StorageAccess(), resumable_chunk=256 * 1024)
     return Backend(store, lambda key: store.bucket.get_blob(key).generation)
 
