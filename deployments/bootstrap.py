@@ -21,6 +21,7 @@ from types import FrameType
 import psutil
 
 import flows
+from deployments.drain_events import announce_drained, flow_run_id_of
 from tasks.hosts import Host
 
 STOP_GRACE_SECONDS = 120.0
@@ -97,7 +98,7 @@ class WorkerSupervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if worker.poll() is None:
-                stop_process_tree(worker)
+                announce_drained(stop_process_tree(worker), self.plan.pool)
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = signal.Signals(signum).name
@@ -117,7 +118,7 @@ class WorkerSupervisor:
                 last_busy = now
             elif reason is not None:
                 print(f"colabflow worker: {reason}; stopping the worker", flush=True)
-                stop_process_tree(worker)
+                announce_drained(stop_process_tree(worker), self.plan.pool)
                 if reason.startswith("idle"):
                     self.host.release()
                     self.released = True
@@ -147,8 +148,8 @@ def flow_run_processes(worker_pid: int) -> list[psutil.Process]:
         return []
 
 
-def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
-    """Stop the worker without losing its runs.
+def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> list[str]:
+    """Stop the worker without losing its runs; the flow run ids of the runs that ended by the drain.
 
     The worker is frozen first (SIGSTOP) so it takes no new run. A flow-run process that catches
     DRAIN_SIGNAL (an iterative job) gets it first: it finishes its step, checkpoints and has its
@@ -165,15 +166,18 @@ def stop_process_tree(worker: subprocess.Popen[bytes], grace: float = STOP_GRACE
         supervisor.suspend()
     except psutil.NoSuchProcess:
         worker.wait()
-        return
+        return []
+    flow_run_ids = {run.pid: run_id for run in runs if (run_id := flow_run_id_of(run))}
     draining = [run for run in runs if _ask_to_checkpoint(run)]
     _wait_until_exited(draining, grace)
     for run in runs:
         _signal_quietly(run, signal.SIGTERM)
     _wait_until_exited(runs, grace)
+    drained = [flow_run_ids[run.pid] for run in runs if run.pid in flow_run_ids and _exited(run)]
     for process in [*descendants, supervisor]:
         _signal_quietly(process, signal.SIGKILL)
     worker.wait()
+    return drained
 
 
 def _ask_to_checkpoint(run: psutil.Process) -> bool:

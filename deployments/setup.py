@@ -24,6 +24,8 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
+from deployments.drain_events import DRAINED_EVENT
+
 QUEUES = ("a100", "l4", "t4", "any", "cpu")
 FINAL_EVENTS = {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled"}
 # Each run starts through the guard, which counts its crashes before the flow is loaded.
@@ -81,9 +83,11 @@ def recovery_automations(settings: PoolSettings) -> list[AutomationCore]:
             # only those (docs/benchmarks.md, chaos). So --crash-after must exceed the slowest start.
             # Any later event of the run (heartbeat or state change) answers, as in Prefect's "detect
             # zombie flows" recipe: a drained run (AwaitingRetry, a Scheduled state) waiting
-            # for a worker is not dead, and neither is an Abandoned one.
+            # for a worker is not dead, and neither is an Abandoned one. A heartbeat sent after the
+            # drain's AwaitingRetry starts the countdown again; the worker's DRAINED_EVENT, sent once
+            # the run's process is gone, answers it (deployments/drain_events.py).
             after={"prefect.flow-run.heartbeat", *START_EVENTS},
-            expect={"prefect.flow-run.*"},
+            expect={"prefect.flow-run.*", DRAINED_EVENT},
             match=runs, match_related=in_pool, for_each={"prefect.resource.id"},
             posture=Posture.Proactive, threshold=1, within=timedelta(seconds=settings.zombie_after_seconds),
         ),

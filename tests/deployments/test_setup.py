@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deployments.drain_events import DRAINED_EVENT
 from deployments.setup import (
     QUEUES,
     PoolSettings,
@@ -37,8 +38,9 @@ def test_the_automations_crash_silent_runs_then_reschedule_them_in_the_pool() ->
     }
     assert crash.trigger.within.total_seconds() == 90  # type: ignore[union-attr]
     # Any later event of the run answers, so a drained run waiting in AwaitingRetry
-    # (or an Abandoned one) is never called dead.
-    assert crash.trigger.expect == {"prefect.flow-run.*"}  # type: ignore[union-attr]
+    # (or an Abandoned one) is never called dead; so does the worker's event after a drain.
+    assert crash.trigger.expect == {"prefect.flow-run.*", DRAINED_EVENT}  # type: ignore[union-attr]
+    assert DRAINED_EVENT not in crash.trigger.after  # type: ignore[union-attr]
     assert crash.actions[0].state.value == "CRASHED"  # type: ignore[union-attr]
     assert reschedule.trigger.after == {"prefect.flow-run.Crashed"}  # type: ignore[union-attr]
     assert reschedule.trigger.within.total_seconds() == 30  # type: ignore[union-attr]
