@@ -49,14 +49,20 @@ def server_environment(home: Path, api_url: str | None = None) -> dict[str, str]
 
 
 @contextmanager
-def prefect_server(home: Path, timeout: float = 180.0) -> Iterator[str]:
-    """Start a real Prefect server with its own database; yield its API URL; stop it after."""
+def prefect_server(home: Path, timeout: float = 180.0, database_url: str | None = None) -> Iterator[str]:
+    """Start a real Prefect server; yield its API URL; stop it after.
+
+    Its database is SQLite under `home`, or the one `database_url` names (PostgreSQL: tests/postgres.py).
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = (home / "server.log").open("wb")
+    env = server_environment(home)
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=server_environment(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     api_url = f"http://127.0.0.1:{port}/api"
 
