@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 from tasks.errors import (
     CorruptOutputError,
     InvalidParameterError,
-    MissingObjectError,
     RemoteUnavailableError,
     StorageRejectedError,
 )
+from tasks.storage.gcs_errors import translate_gcs_error
 from tasks.storage.places import Place, split_container
-from tasks.storage.retries import RetryPolicy, transient_wait
+from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import ObjectInfo, StorageAccess, file_digests
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ CONTENTION_DELAY = 0.025  # seconds: the bound of the first wait after a lost ra
 CONTENTION_MAX_DELAY = 2.0
 EMULATOR_PROJECT = "colabflow-emulator"
 EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
-_CREDENTIALS_ADVICE = "GCS refused the credentials; check --gcp-credentials (or Application Default Credentials)"
 
 
 def gcs_place(location: str, access: StorageAccess) -> Place:
@@ -262,41 +261,9 @@ class GcsStore:
             try:
                 return operation()
             except Exception as error:  # noqa: BLE001 - translated: raised as itself or a specific error
-                raise self._translate(what, error) from None
+                raise translate_gcs_error(what, error, self.bucket_name) from None
 
         return self.policy.run(once, logger)
-
-    def _translate(self, what: str, error: Exception) -> RemoteUnavailableError:
-        """Return a retryable error for transient trouble; raise a specific one for the rest."""
-        import requests
-        from google.api_core import exceptions as api
-        from google.auth.exceptions import GoogleAuthError
-
-        if isinstance(error, api.PreconditionFailed):
-            raise error
-        if isinstance(error, GoogleAuthError):
-            raise StorageRejectedError(f"{what}: {_CREDENTIALS_ADVICE} ({type(error).__name__})") from None
-        if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-            return RemoteUnavailableError(f"{what}: GCS could not be reached ({type(error).__name__})")
-        if not isinstance(error, api.GoogleAPICallError):
-            raise error
-        status = int(error.code or 0)
-        response = getattr(error, "response", None)
-        headers = getattr(response, "headers", None) or {}
-        transient, wait = transient_wait(status, headers)
-        if transient:
-            return RemoteUnavailableError(f"{what}: GCS answered {status}", retry_after=wait)
-        advice = {
-            401: _CREDENTIALS_ADVICE,
-            403: f"the credentials may not do this on bucket {self.bucket_name!r}; grant the service account "
-            "roles/storage.objectAdmin on it (or objectViewer for a source)",
-            404: f"there is no such object, or bucket {self.bucket_name!r} does not exist",
-        }.get(status)
-        if status == 404:
-            raise MissingObjectError(f"{what}: {advice}") from None
-        if advice:
-            raise StorageRejectedError(f"{what}: {advice}") from None
-        raise StorageRejectedError(f"{what}: GCS answered {status}: {error.message}") from None
 
 
 def _info(blob: Blob) -> ObjectInfo:
