@@ -4,6 +4,9 @@ Tests point a client at the proxy and queue faults by method and path: an answer
 Retry-After, 503, 401, 403, 404, 412), a connection dropped before the answer, or one dropped in
 the middle of the upstream's answer. Everything else reaches the upstream server unchanged, and
 every request is recorded with its arrival time, so a test can check the waits a client kept.
+
+A `Hold` keeps a chosen request unanswered until the test releases it: a gate that a job reaches
+at a point the test picked, so a kill or a drain lands there whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,24 @@ class Fault:
     cut_body_at: int | None = None
 
 
+@dataclass
+class Hold:
+    """Keep matching requests waiting, unanswered, until `release()`; then they go upstream as usual.
+
+    The first `skip` matching requests pass without waiting. `reached` is set when one is held.
+    The proxy releases every hold when it stops, so no handler thread outlives the test.
+    """
+
+    method: str
+    path_pattern: str
+    skip: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 @dataclass(frozen=True)
 class Recorded:
     """One request the proxy saw; header names are lower case, `arrived` is time.monotonic()."""
@@ -56,12 +77,14 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = urlsplit(upstream)
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes: without it each answer waits 40 ms
 
             def log_message(self, format: str, *args: object) -> None:
                 return
@@ -70,6 +93,10 @@ class FaultProxy:
                 arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                held = proxy.take_hold(self.command, self.path)
+                if held is not None:
+                    held.reached.set()
+                    held.released.wait()
                 fault = proxy.take_fault(self.command, self.path)
                 proxy.record(Recorded(self.command, self.path, {name.lower(): value for name, value in self.headers.items()},
                                       len(body), fault is not None, arrived))
@@ -107,6 +134,22 @@ class FaultProxy:
     def add(self, fault: Fault) -> None:
         with self.lock:
             self.faults.append(fault)
+
+    def hold(self, hold: Hold) -> Hold:
+        with self.lock:
+            self.holds.append(hold)
+        return hold
+
+    def take_hold(self, method: str, path: str) -> Hold | None:
+        """The unreleased hold this request must wait at, if any (counting down its `skip` first)."""
+        with self.lock:
+            for hold in self.holds:
+                if hold.method == method and re.search(hold.path_pattern, path) and not hold.released.is_set():
+                    if hold.skip > 0:
+                        hold.skip -= 1
+                        return None
+                    return hold
+        return None
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -146,5 +189,7 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     try:
         yield proxy
     finally:
+        for hold in proxy.holds:
+            hold.release()
         proxy.server.shutdown()
         proxy.server.server_close()

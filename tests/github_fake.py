@@ -1,11 +1,28 @@
-"""A GitHub repository served by pytest-httpserver through the REST endpoints colabflow reads."""
+"""A GitHub repository served by pytest-httpserver through the REST endpoints colabflow reads.
+
+`gated_repository` serves one behind a FaultProxy that holds the read of one file a batch makes,
+so a test kills or drains a job while that batch is provably in flight.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.fault_proxy import Hold, fault_proxy
+
+# A job reads a chunk twice: its plan hashes it (tasks/engine/item_hashes.py), then its batch
+# reads it again. A job whose plan found the fingerprints in its job folder (a resumed one) reads
+# it once, in its batch.
+PLAN_READS = 1
 
 
 def git_sha(data: bytes) -> str:
@@ -26,6 +43,45 @@ def serve_repository(server: HTTPServer, files: dict[str, bytes], branch: str = 
     tree += [{"path": directory, "mode": "040000", "type": "tree", "sha": hashlib.sha1(directory.encode()).hexdigest()}
              for directory in sorted(directories)]
     server.expect_request(f"{base}/git/trees/{commit}").respond_with_json({"sha": commit, "tree": tree, "truncated": False})
-    for data in files.values():
-        server.expect_request(f"{base}/git/blobs/{git_sha(data)}").respond_with_data(data)
+    blobs = {git_sha(data): data for data in files.values()}
+
+    def blob(request: Request) -> Response:  # one handler for every blob: the server tries its handlers in turn
+        data = blobs.get(request.path.rpartition("/")[2])
+        return Response(data) if data is not None else Response('{"message": "Not Found"}', status=404)
+
+    server.expect_request(re.compile(rf"^{re.escape(base)}/git/blobs/[0-9a-f]{{40}}$")).respond_with_handler(blob)
     return f"{owner}/{name}"
+
+
+def files_under(root: Path, prefix: str) -> dict[str, bytes]:
+    """Every file below `root`, keyed `prefix/RELATIVE_PATH`: a local source to serve as a repository."""
+    return {f"{prefix}/{path.relative_to(root).as_posix()}": path.read_bytes()
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@dataclass(frozen=True)
+class GatedRepository:
+    """A served repository whose file `held` waits at `gate` when a batch reads it."""
+
+    repository: str
+    api_url: str
+    gate: Hold
+
+    def location(self, path: str) -> str:
+        """`github://OWNER/REPO@main/PATH`, for a source."""
+        return f"github://{self.repository}@main/{path}"
+
+
+@contextmanager
+def gated_repository(server: HTTPServer, files: dict[str, bytes], held: str) -> Iterator[GatedRepository]:
+    """Serve `files`, behind a proxy (`api_url`) that lets the plan's read of `held` pass and holds the next
+    one, its batch's, until the test calls `gate.release()`; released on exit.
+
+    `held`'s bytes must be unique among `files`: the hold is on its blob.
+    """
+    data = files[held]
+    assert sum(content == data for content in files.values()) == 1, f"{held!r} shares its bytes with another file"
+    repository = serve_repository(server, files)
+    with fault_proxy(server.url_for("/").rstrip("/")) as proxy:
+        blob = re.escape(f"/repos/{repository}/git/blobs/{git_sha(data)}")
+        yield GatedRepository(repository, proxy.url, proxy.hold(Hold("GET", rf"^{blob}(\?|$)", skip=PLAN_READS)))

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from pytest_httpserver import HTTPServer
 
 from flows.server_reaper import servers_of
 from tests.conftest import make_chunks
+from tests.github_fake import files_under, gated_repository
 from tests.pool import recipes_at
 from tests.servers import server_environment, wait_until
 
@@ -107,28 +109,33 @@ def test_verify_names_a_corrupt_chunk_and_exits_1(sample_source: Path, tmp_path:
     assert "chunk 'random.bin'" in result.stderr and "1 problems" in result.stdout
 
 
-def test_a_killed_run_resumes_redoing_only_what_was_unfinished(tmp_path: Path, client_env: dict[str, str]) -> None:
-    """kill -9 mid-job, rerun: finished chunks are reused, and the killed attempt's spend is in the ledger."""
-    source = make_chunks(tmp_path / "source", count=1200, size=16 * 1024)
-    command = [*COLABFLOW, "compress", str(source), str(tmp_path / "out"), "--job", "big", "--batch-size", "10", "--json"]
-    checkpoints, ledger = tmp_path / "out" / "big" / ".checkpoints", tmp_path / "out" / "ledger.jsonl"
-    process = subprocess.Popen(command, env=client_env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_until(lambda: checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 3 and ledger.exists(),
-                   120, 0.02, "3 checkpoints and a ledger line")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    killed_attempt = [json.loads(line) for line in ledger.read_text().splitlines()]
-    assert len(killed_attempt) == 1 and killed_attempt[0]["seconds"] > 0
-    done_at_kill = len(recipes_at(tmp_path / "out" / "big"))
-    assert 30 <= done_at_kill < 1200
+def test_a_killed_run_resumes_redoing_only_what_was_unfinished(tmp_path: Path, client_env: dict[str, str],
+                                                              httpserver: HTTPServer) -> None:
+    """kill -9 while batch 3 waits at its gate, rerun: the 3 batches before it are reused, the rest compressed,
+    and the killed attempt's spend is in the ledger."""
+    chunks, batch, gated_batch = 120, 10, 3
+    done_at_kill = gated_batch * batch
+    files = files_under(make_chunks(tmp_path / "source", count=chunks, size=16 * 1024), "chunks")
+    with gated_repository(httpserver, files, sorted(files)[gated_batch * batch]) as served:
+        command = [*COLABFLOW, "compress", served.location("chunks"), str(tmp_path / "out"), "--job", "big",
+                   "--batch-size", str(batch), "--github-api-url", served.api_url, "--json"]
+        ledger = tmp_path / "out" / "ledger.jsonl"
+        process = subprocess.Popen(command, env=client_env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until(served.gate.reached.is_set, 120, 0.02, f"batch {gated_batch} to reach its gate")
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+        killed_attempt = [json.loads(line) for line in ledger.read_text().splitlines()]
+        assert len(killed_attempt) == 1 and killed_attempt[0]["seconds"] > 0
+        assert len(recipes_at(tmp_path / "out" / "big")) == done_at_kill
 
-    result = subprocess.run(command, env=client_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        served.gate.release()
+        result = subprocess.run(command, env=client_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     report = last_json_line(result.stdout)
     assert result.returncode == 0, result.stderr
-    assert (report["reused"], report["compressed"], report["failed"]) == (done_at_kill, 1200 - done_at_kill, [])
+    assert (report["reused"], report["compressed"], report["failed"]) == (done_at_kill, chunks - done_at_kill, [])
     assert colabflow("verify", str(tmp_path / "out" / "big")).returncode == 0
     both = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert [entry["flow_run_id"] for entry in both][0] == killed_attempt[0]["flow_run_id"] and len(both) == 2

@@ -1,9 +1,11 @@
 """The test that matters for remote storage: a job killed on one machine finishes on another.
 
-Source on GitHub (pytest-httpserver); destination and checkpoints on GCS (gcp-storage-emulator)
-or on Google Drive (the fake Drive v3 server, reached through a saved DriveFolder block). Each
-"machine" is a process with its own fresh, empty PREFECT_HOME, temporary Prefect server, working
-directory and TMPDIR, all inside one folder that is deleted after the kill.
+Source on GitHub (pytest-httpserver, behind a proxy that holds batch 3's first chunk until the
+test releases it, so the kill lands while that batch is in flight); destination and checkpoints
+on GCS (gcp-storage-emulator) or on Google Drive (the fake Drive v3 server, reached through a
+saved DriveFolder block). Each "machine" is a process with its own fresh, empty PREFECT_HOME,
+temporary Prefect server, working directory and TMPDIR, all inside one folder that is deleted
+after the kill.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import shutil
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_httpserver import HTTPServer
@@ -23,11 +26,13 @@ from pytest_httpserver import HTTPServer
 from tasks.storage.gcs import GcsStore
 from tasks.storage.stores import StorageAccess, read_bytes
 from tests.drive_server import FakeDrive, fake_drive
+from tests.fault_proxy import Hold
 from tests.gcs_emulator import BUCKET, gcs_emulator
-from tests.github_fake import serve_repository
+from tests.github_fake import gated_repository
 from tests.servers import server_environment, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+GATED_BATCH = 3  # the batch in flight at the kill: three are committed before it
 COLABFLOW = str(ROOT / ".venv" / "bin" / "colabflow")
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 # A machine that reaches Drive: it saves the DriveFolder block in its own fresh Prefect, then runs
@@ -57,10 +62,12 @@ def machine(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def repository_source(httpserver: HTTPServer, chunks: int) -> list[str]:
-    """`compress` arguments for a GitHub repository of `chunks` files, served by `httpserver`."""
-    repository = serve_repository(httpserver, {f"corpus/part-{index:04d}.txt": chunk(index) for index in range(chunks)})
-    return ["compress", f"github://{repository}@main/corpus", "--github-api-url", httpserver.url_for("").rstrip("/")]
+@contextmanager
+def gated_source(httpserver: HTTPServer, chunks: int, batch: int) -> Iterator[tuple[list[str], Hold]]:
+    """`compress` arguments for a GitHub repository of `chunks` files, and the gate its batch GATED_BATCH waits at."""
+    files = {f"corpus/part-{index:04d}.txt": chunk(index) for index in range(chunks)}
+    with gated_repository(httpserver, files, sorted(files)[GATED_BATCH * batch]) as served:
+        yield ["compress", served.location("corpus"), "--github-api-url", served.api_url], served.gate
 
 
 def kill(process: subprocess.Popen[bytes], home: Path) -> None:
@@ -79,28 +86,27 @@ def assert_resumed(report: dict[str, object], chunks: int, done_at_kill: int, ch
 
 
 def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_path: Path, httpserver: HTTPServer) -> None:
-    """github:// to gs://: killed after 3 batches, resumed on a fresh machine, then verified and read back."""
-    chunks, batch = 300, 10
-    with gcs_emulator() as emulator:
-        command = [COLABFLOW, *repository_source(httpserver, chunks), f"gs://{BUCKET}/jobs", "--job", "remote",
-                   "--batch-size", str(batch), "--json"]
+    """github:// to gs://: killed while batch 3 waits at its gate, resumed on a fresh machine, verified and read back."""
+    chunks, batch = 120, 10
+    with gcs_emulator() as emulator, gated_source(httpserver, chunks, batch) as (source, gate):
+        command = [COLABFLOW, *source, f"gs://{BUCKET}/jobs", "--job", "remote", "--batch-size", str(batch), "--json"]
         first_home = tmp_path / "machine-1"
         first = subprocess.Popen(command, env=machine(first_home, STORAGE_EMULATOR_HOST=emulator), cwd=first_home,
                                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(gate.reached.is_set, 240, 0.05, f"batch {GATED_BATCH} to reach its gate")
+        finally:
+            kill(first, first_home)
         os.environ["STORAGE_EMULATOR_HOST"] = emulator
         try:
             bucket = GcsStore(BUCKET, StorageAccess())
-
-            def checkpoints() -> int:
-                return sum(1 for _ in bucket.list("jobs/remote/.checkpoints/batches"))
-
-            wait_until(lambda: checkpoints() >= 3, 240, 0.05, "3 committed batches on GCS")
+            checkpointed = sum(1 for _ in bucket.list("jobs/remote/.checkpoints/batches"))
+            done_at_kill = sum(len(read_bytes(bucket, info.key).splitlines()) for info in bucket.list("jobs/remote/recipes"))
         finally:
-            kill(first, first_home)
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        checkpointed = sum(1 for _ in bucket.list("jobs/remote/.checkpoints/batches"))
-        done_at_kill = sum(len(read_bytes(bucket, info.key).splitlines()) for info in bucket.list("jobs/remote/recipes"))
-        assert batch * checkpointed <= done_at_kill < chunks
+        assert (checkpointed, done_at_kill) == (GATED_BATCH, GATED_BATCH * batch)
+
+        gate.release()
 
         second_home = tmp_path / "machine-2"
         second = subprocess.run(command, env=machine(second_home, STORAGE_EMULATOR_HOST=emulator), cwd=second_home,
@@ -143,24 +149,26 @@ def checkpoints_on(drive: FakeDrive) -> int:
 
 def test_a_job_killed_on_one_machine_finishes_on_another_from_google_drive(tmp_path: Path,
                                                                            httpserver: HTTPServer) -> None:
-    """github:// to gdrive://: killed after 3 batches, resumed on a fresh machine, verified on Drive."""
+    """github:// to gdrive://: killed while batch 3 waits at its gate, resumed on a fresh machine, verified on Drive."""
     chunks, batch = 40, 4
-    with fake_drive() as drive:
+    with fake_drive() as drive, gated_source(httpserver, chunks, batch) as (source, gate):
         job = f"gdrive://{drive.root}/jobs/remote"
-        compress = [*repository_source(httpserver, chunks), f"gdrive://{drive.root}/jobs", "--job", "remote",
-                    "--drive", "fake-drive", "--batch-size", str(batch), "--json"]
+        compress = [*source, f"gdrive://{drive.root}/jobs", "--job", "remote", "--drive", "fake-drive",
+                    "--batch-size", str(batch), "--json"]
         command = [PYTHON, "-c", DRIVE_MACHINE, drive.endpoint, "fake-drive", json.dumps(compress)]
         first_home = tmp_path / "machine-1"
         first = subprocess.Popen(command, env=machine(first_home), cwd=first_home, start_new_session=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_until(lambda: checkpoints_on(drive) >= 3, 240, 0.02, "3 batch checkpoints on Drive")
+            wait_until(gate.reached.is_set, 240, 0.02, f"batch {GATED_BATCH} to reach its gate")
         finally:
             kill(first, first_home)
         wait_until(lambda: drive.busy == 0, 30, 0.01, "the fake Drive done with the killed machine's last request")
         checkpointed = checkpoints_on(drive)
         done_at_kill = journaled_on(drive)
-        assert batch * checkpointed <= done_at_kill < chunks, (checkpointed, done_at_kill)
+        assert (checkpointed, done_at_kill) == (GATED_BATCH, GATED_BATCH * batch)
+
+        gate.release()
 
         second_home = tmp_path / "machine-2"
         verify = json.dumps(["verify", job, "--drive", "fake-drive"])
