@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.engine.kind_contract import Counts
+from pytest_httpserver import HTTPServer
+
+from tests.engine.kind_contract import Counts, GatedJob
 
 FUNCTION = "tasks.batch_map.examples.text:measure"
+GATED_FUNCTION = "tests.batch_map.gated:GatedMeasure"
 
 
 class BatchMapUnderTest:
@@ -25,13 +30,31 @@ class BatchMapUnderTest:
         return [str(items)]
 
     def command(self, sources: list[str], destination: Path, job: str, *extra: str) -> list[str]:
-        return ["map", *sources, str(destination), "--job", job, "--function", FUNCTION,
+        return self.with_function(FUNCTION, sources, destination, job, *extra)
+
+    def with_function(self, function: str, sources: list[str], destination: Path, job: str, *extra: str) -> list[str]:
+        return ["map", *sources, str(destination), "--job", job, "--function", function,
                 "--batch-size", str(self.batch_size), "--device", "cpu", "--json", *extra]
 
     def counts(self, report: dict[str, Any]) -> Counts:
         return Counts(done=report["items_done"], reused=report["items_reused"],
                       failed=[failure["item_id"] for failure in report["failed"]],
                       batches_reused=report["batches_reused"])
+
+    @contextmanager
+    def gated_job(self, root: Path, at_batch: int, server: HTTPServer) -> Iterator[GatedJob]:
+        """The records through `GATED_FUNCTION`, which holds the batch of the first item of `at_batch`."""
+        sources, gate = self.make_source(root), root / "gate"
+        gate_params = ["--param", f"gate={gate}", "--param", f"hold_at=item-{at_batch * self.batch_size:05d}"]
+
+        def command(destination: Path, job: str, *extra: str) -> list[str]:
+            return self.with_function(GATED_FUNCTION, sources, destination, job, *gate_params, *extra)
+
+        release = Path(f"{gate}.release").touch
+        try:
+            yield GatedJob(command, Path(f"{gate}.reached").exists, release)
+        finally:
+            release()
 
     def add_poison_item(self, root: Path) -> str:
         with (root / "items.jsonl").open("a") as items:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from pytest_httpserver import HTTPServer
+
 from tests.conftest import make_chunks
-from tests.engine.kind_contract import Counts
+from tests.engine.kind_contract import Counts, GatedJob, served_folder_job
 
 
 class CompressionUnderTest:
-    """1,200 chunks of 16 KiB in batches of 10: long enough to be killed mid-job."""
+    """120 chunks of 16 KiB in batches of 10."""
 
-    items = 1200
+    items = 120
     batch_size = 10
 
     def make_source(self, root: Path) -> list[str]:
@@ -26,6 +29,9 @@ class CompressionUnderTest:
         return Counts(done=report["compressed"], reused=report["reused"],
                       failed=[failure["item_id"] for failure in report["failed"]],
                       batches_reused=report["batches_reused"])
+
+    def gated_job(self, root: Path, at_batch: int, server: HTTPServer) -> AbstractContextManager[GatedJob]:
+        return served_folder_job(self, root, at_batch, server)
 
     def add_poison_item(self, root: Path) -> str:
         name = "poison\x1bname.txt"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from tests.engine.kind_contract import Counts
+from pytest_httpserver import HTTPServer
+
+from tests.engine.kind_contract import Counts, GatedJob, served_folder_job
 
 WORDS = {
     "fr": "le chat dort sur la table et la rivière coule sous le vieux pont".split(),
@@ -29,9 +32,9 @@ def document(language: str, number: int) -> str:
 
 
 class CorpusUnderTest:
-    """600 documents, 100 per language, in batches of 10."""
+    """120 documents, 20 per language, in batches of 10."""
 
-    items = 600
+    items = 120
     batch_size = 10
 
     def make_source(self, root: Path) -> list[str]:
@@ -48,6 +51,9 @@ class CorpusUnderTest:
     def counts(self, report: dict[str, Any]) -> Counts:
         return Counts(done=report["documents_counted"], reused=report["documents_reused"],
                       failed=[failure["item_id"] for failure in report["failed"]], batches_reused=report["batches_reused"])
+
+    def gated_job(self, root: Path, at_batch: int, server: HTTPServer) -> AbstractContextManager[GatedJob]:
+        return served_folder_job(self, root, at_batch, server)
 
     def add_poison_item(self, root: Path) -> str:
         (root / "fr" / "latin-1.txt").write_bytes("Le café est chaud.".encode("latin-1"))

@@ -1,7 +1,8 @@
 """The job-kind contract: every registered kind, through the real `colabflow` command and a real server.
 
-A rerun does no work; a kill -9 mid-job then a rerun redoes at most the batch in flight and ends
-byte-identical to an undisturbed run; a poison item is quarantined while the rest complete;
+A rerun does no work; a kill -9 while a batch waits at a gate the test opens (the kind's
+`gated_job`), then a rerun, redoes only that batch and the ones after it and ends byte-identical
+to an undisturbed run; a poison item is quarantined while the rest complete;
 verify catches a tampered output; a secret set in a block reaches neither the job folder nor
 the run's logs.
 """
@@ -27,6 +28,7 @@ from tests.servers import server_environment, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COLABFLOW = [sys.executable, "-m", "flows.cli"]
+GATED_BATCH = 3  # the batch in flight at the kill: three are committed before it
 
 
 @pytest.fixture(params=[name for name in registered_kinds() if isinstance(job_kind(name), BatchKind)])
@@ -68,28 +70,29 @@ def test_a_rerun_does_no_work(kind: KindUnderTest, tmp_path: Path, client_env: d
 
 
 def test_a_kill_mid_job_redoes_at_most_the_batch_in_flight(kind: KindUnderTest, tmp_path: Path,
-                                                           client_env: dict[str, str]) -> None:
-    """One task run carries every batch; kill -9 it after 3 commits; the rerun loads every commit, finds at most
-    the batch in flight done (its outputs written, its marker not), and ends identical."""
-    sources = kind.make_source(tmp_path / "source")
-    reference = run(kind.command(sources, tmp_path / "reference", "job"), client_env)
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    command = kind.command(sources, tmp_path / "out", "job", "--task-runs", "1")
-    job_dir = tmp_path / "out" / "job"
-    process = subprocess.Popen([*COLABFLOW, *command], env=client_env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_until(lambda: len(done_markers(job_dir)) >= 3, 120, 0.02, "3 committed batches")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    committed = done_markers(job_dir)
-    assert 3 <= len(committed) < kind.items // kind.batch_size
+                                                           client_env: dict[str, str], httpserver: HTTPServer) -> None:
+    """One task run carries every batch; kill -9 it while batch GATED_BATCH waits at its gate; the rerun loads the
+    commits before it, redoes the batch in flight and the rest, and ends identical to an undisturbed run."""
+    with kind.gated_job(tmp_path / "source", GATED_BATCH, httpserver) as job:
+        command = job.command(tmp_path / "out", "job", "--task-runs", "1")
+        job_dir = tmp_path / "out" / "job"
+        process = subprocess.Popen([*COLABFLOW, *command], env=client_env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_until(job.reached, 120, 0.02, f"batch {GATED_BATCH} to reach its gate")
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+        committed = done_markers(job_dir)
+        assert len(committed) == GATED_BATCH
 
-    rerun = kind.counts(report_of(run(command, client_env)))
-    assert rerun.failed == [] and rerun.done + rerun.reused == kind.items
-    assert rerun.batches_reused == len(committed)
-    assert 0 <= rerun.reused - len(committed) * kind.batch_size <= kind.batch_size, "more than the batch in flight"
+        job.release()
+        rerun = kind.counts(report_of(run(command, client_env)))
+        reference = run(job.command(tmp_path / "reference", "job"), client_env)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert rerun.failed == [] and (rerun.reused, rerun.done) == (GATED_BATCH * kind.batch_size,
+                                                                 kind.items - GATED_BATCH * kind.batch_size)
+    assert rerun.batches_reused == GATED_BATCH
     assert {name: done_markers(job_dir)[name] for name in committed} == committed
     assert (job_dir / "manifest.jsonl").read_bytes() == (tmp_path / "reference" / "job" / "manifest.jsonl").read_bytes()
     assert kind.outputs(job_dir) == kind.outputs(tmp_path / "reference" / "job")
