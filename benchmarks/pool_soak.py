@@ -21,13 +21,15 @@ import argparse
 import json
 import random
 import shutil
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
@@ -39,14 +41,17 @@ import psutil
 from benchmarks.soak_jobs import SoakJob, build_jobs, check_outputs
 from deployments.drain_events import flow_run_id_of
 from deployments.setup import QUEUES
-from tests.pool import deploy, kill_machine, start_deployment_run, start_worker
-from tests.postgres import database_size_bytes, postgres_server
+from tests.pool import deploy, kill_machine, run_id_in, start_worker
+from tests.postgres import database_size_bytes, postgres_server, psql
 from tests.servers import prefect_server, server_environment, wait_until
 
 HOME_PROGRAM = "tasks.iterations.examples.hill_climb:HillClimb"
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 STUCK_STATES = {"RUNNING", "PENDING"}
 SUBMITTERS = 4
+SUBMIT_ATTEMPTS = 5
+SUBMIT_BACKOFF_S = 5.0
+REPO_ROOT = Path(__file__).resolve().parent.parent
 GPU_QUEUES = tuple(queue for queue in QUEUES if queue != "any")
 
 
@@ -96,7 +101,7 @@ def running_flow_run(worker: Popen[bytes]) -> str | None:
 
 @dataclass(frozen=True)
 class Submitted:
-    """What a kill plan sees: each job's flow run id, and whether every run has ended."""
+    """What a kill plan sees: each job's flow run id once submitted, and whether every run has ended."""
 
     run_ids: dict[str, UUID]
     all_ended: Callable[[], bool]
@@ -144,6 +149,15 @@ def sqlite_size_bytes(home: Path) -> int:
     return sum(path.stat().st_size for path in home.glob("prefect.db*"))
 
 
+def completed_in_database(url: str | None, home: Path) -> int:
+    """Completed flow runs, read from the database itself with its own tool (psql, or Python's sqlite3)."""
+    query = "select count(*) from flow_run where state_type = 'COMPLETED'"
+    if url:
+        return int(psql(url, query))
+    with closing(sqlite3.connect(home / "prefect.db")) as database:
+        return int(database.execute(query).fetchone()[0])
+
+
 def run_history(client: Any, flow_run_id: UUID) -> list[Any]:
     return sorted(client.read_flow_run_states(flow_run_id), key=lambda state: state.timestamp)
 
@@ -177,7 +191,7 @@ def percentile(values: list[float], fraction: float) -> float:
 class SoakOptions:
     workers: int = 8
     jobs: int = 24
-    scale: int = 20
+    scale: int = 60
     database: str = "sqlite"
     crash_after: str = "60s"
     reschedule_after: str = "10s"
@@ -202,31 +216,66 @@ def run_soak(scratch: Path, options: SoakOptions, kill_plan: KillPlan) -> dict[s
             pool.start(("any", GPU_QUEUES[number % len(GPU_QUEUES)]))
         try:
             with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-                run_ids = submit(env, jobs)
-                ended = {run_id: False for run_id in run_ids.values()}
+                refusals: list[str] = []
+                run_ids: dict[str, UUID] = {}
+                ended: set[UUID] = set()
 
                 def all_ended() -> bool:
-                    for run_id in [run_id for run_id, done in ended.items() if not done]:
+                    for run_id in set(run_ids.values()) - ended:
                         state = client.read_flow_run(run_id).state
-                        ended[run_id] = bool(state and state.type.value in FINAL_STATES and state.name != "Crashed")
-                    return all(ended.values())
+                        if state and state.type.value in FINAL_STATES and state.name != "Crashed":
+                            ended.add(run_id)
+                    return len(ended) == len(jobs)
 
-                kill_plan(pool, Submitted(run_ids, all_ended))
+                with ThreadPoolExecutor(1) as background:  # the kills start with the first submission
+                    submitting = background.submit(submit, env, jobs, refusals, run_ids)
+                    kill_plan(pool, Submitted(run_ids, all_ended))
+                    submitting.result()
                 wait_until(all_ended, options.completion_timeout_s, 2.0, "every run to end")
                 figures = measure(client, jobs, run_ids, pool.kills, env)
+                figures.update(submissions_refused=refusals, extra_runs=runs_beyond_one_per_job(client, jobs))
             figures["server_cpu_s"] = server_cpu_seconds(api_url)
             figures["database_bytes"] = database_size_bytes(url) if url else sqlite_size_bytes(scratch / "server")
+            figures["completed_in_database"] = completed_in_database(url, scratch / "server")
         finally:
             pool.stop()
     return {"database": options.database, "workers": options.workers, "jobs": options.jobs, **figures,
             "wall_s": round(time.monotonic() - started, 1)}
 
 
-def submit(env: dict[str, str], jobs: list[SoakJob]) -> dict[str, UUID]:
-    """`prefect deployment run` for every job, SUBMITTERS at a time; each job's flow run id."""
+def submit(env: dict[str, str], jobs: list[SoakJob], refusals: list[str], run_ids: dict[str, UUID]) -> None:
+    """`prefect deployment run` for every job, SUBMITTERS at a time; each job's flow run id into `run_ids`."""
+
+    def one(job: SoakJob) -> None:
+        run_ids[job.name] = submit_one(env, job, refusals)
+
     with ThreadPoolExecutor(SUBMITTERS) as submitters:
-        ids = submitters.map(lambda job: start_deployment_run(env, json.dumps({"request": job.request}), job.deployment), jobs)
-        return {job.name: run_id for job, run_id in zip(jobs, ids)}
+        list(submitters.map(one, jobs))
+
+
+def submit_one(env: dict[str, str], job: SoakJob, refusals: list[str]) -> UUID:
+    """Submit one job; when the server refuses (an overloaded server answers 503 after the client's own
+    retries), wait and submit again, as a user would, noting each refusal."""
+    command = [sys.executable, "-m", "prefect", "deployment", "run", job.deployment,
+               "--params", json.dumps({"request": job.request})]
+    for attempt in range(SUBMIT_ATTEMPTS):
+        result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        if result.returncode == 0:
+            return run_id_in(result.stdout)
+        refusals.append(f"{job.name}: {(result.stdout + result.stderr).strip().splitlines()[-1][:300]}")
+        time.sleep(SUBMIT_BACKOFF_S * 2 ** attempt)
+    raise RuntimeError(f"the server refused {job.name} {SUBMIT_ATTEMPTS} times: {refusals[-1]}")
+
+
+def runs_beyond_one_per_job(client: Any, jobs: list[SoakJob]) -> int:
+    """Flow runs of the soak's jobs beyond one each: a refused submission that the server created after all."""
+    names = {job.name for job in jobs}
+    counts: dict[str, int] = {}
+    for run in client.read_flow_runs(limit=200):
+        job = (run.parameters.get("request") or {}).get("job")
+        if job in names:
+            counts[job] = counts.get(job, 0) + 1
+    return sum(count - 1 for count in counts.values())
 
 
 def measure(client: Any, jobs: list[SoakJob], run_ids: dict[str, UUID], kills: list[dict[str, Any]],
@@ -260,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (default 60)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--scale", type=int, default=20, help="size of each job (default 20: 800 chunks or records)")
+    parser.add_argument("--scale", type=int, default=60, help="size of each job (default 60: 2400 chunks or records)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--json", action="store_true")
