@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from prefect.events import Event
+from pytest_httpserver import HTTPServer
 
 from flows.compress_chunks import compress_chunks
 from tasks.compression.parameters import CompressJob
@@ -38,6 +39,7 @@ from tasks.errors import CorruptOutputError
 from tasks.gpu.readings import DeviceReading, read_device_telemetry
 from tasks.storage.stores import StorageAccess
 from tests.conftest import make_chunks
+from tests.github_fake import files_under, gated_repository
 from tests.machines import needs_cuda
 from tests.pool import ROOT, kill_machine
 from tests.servers import server_environment, wait_until
@@ -289,24 +291,24 @@ def test_a_real_run_sends_batch_events_and_the_telemetry_artifact_to_the_server(
     assert "| cpu (cpu) | 3 | 8 |" in str(artifact.data)
 
 
-def test_telemetry_survives_a_sigkill_mid_job(prefect_api: str, tmp_path: Path) -> None:
-    """A job process killed with SIGKILL after some batches leaves telemetry segments whose every line parses."""
-    source = make_chunks(tmp_path / "source", 300, 32 * 1024)
+def test_telemetry_survives_a_sigkill_mid_job(prefect_api: str, tmp_path: Path, httpserver: HTTPServer) -> None:
+    """A job process killed with SIGKILL while batch 3 waits at its gate leaves telemetry segments whose every
+    line parses: one for each of the 3 batches before it."""
+    files = files_under(make_chunks(tmp_path / "source", 20, 32 * 1024), "chunks")
     telemetry = tmp_path / "out" / "killed" / TELEMETRY_DIR
 
     def stored() -> bytes:
         return b"".join(path.read_bytes() for path in sorted(telemetry.glob("*.jsonl")))
 
-    command = [sys.executable, "-m", "flows.cli", "compress", str(source), str(tmp_path / "out"), "--job", "killed",
-               "--batch-size", "1", "--codec", "cpu"]
-    with (tmp_path / "job.log").open("wb") as log:
+    with gated_repository(httpserver, files, sorted(files)[3]) as served, (tmp_path / "job.log").open("wb") as log:
+        command = [sys.executable, "-m", "flows.cli", "compress", served.location("chunks"), str(tmp_path / "out"),
+                   "--job", "killed", "--batch-size", "1", "--codec", "cpu", "--github-api-url", served.api_url]
         job = subprocess.Popen(command, env=server_environment(tmp_path / "client-home", prefect_api), cwd=ROOT,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until(lambda: telemetry.is_dir() and stored().count(b"\n") >= 3, 180, 0.02, "three telemetry lines")
-    finally:
-        kill_machine(job)
+        try:
+            wait_until(served.gate.reached.is_set, 180, 0.02, "batch 3 to reach its gate")
+        finally:
+            kill_machine(job)
     lines = parse_telemetry(stored(), str(telemetry))
-    assert 3 <= len(lines) < 300, "the job was not killed mid-way"
-    assert len({line.batch_index for line in lines}) == len(lines)
+    assert sorted(line.batch_index for line in lines) == [0, 1, 2]
     assert all(line.job == "killed" and line.device_name == "cpu" for line in lines)
