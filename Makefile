@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 DEMO_OUT := colabflow-data
 
-.PHONY: demo test test-gpu
+.PHONY: demo test test-gpu postgres
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,15 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/colabflow restore $(DEMO_OUT)/demo $(DEMO_OUT)/demo-restored
 	$(VENV)/bin/colabflow verify $(DEMO_OUT)/demo
 
-test: $(VENV)/.installed $(VENV)/.torch $(VENV)/.examples
+# The PostgreSQL tests start their own server from Debian's binaries (tests/postgres.py): install
+# them when they are missing, as root or through sudo.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; }
+
+test: $(VENV)/.installed $(VENV)/.torch $(VENV)/.examples postgres
 	$(VENV)/bin/python -m pytest
 
 # `make test-gpu`: the tests marked gpu, one at a time on this machine's GPU. They need a CUDA build
