@@ -8,10 +8,12 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from tasks.compression.restore import check_job
 from tasks.engine.status import RunStatus, job_status, read_run
 from tests.conftest import make_chunks
+from tests.github_fake import files_under, gated_repository
 from tests.jobs import build_job
 from tests.pool import (
     busy_worker,
@@ -29,13 +31,11 @@ from tests.pool import (
 )
 from tests.servers import server_environment, wait_until
 
-CHUNKS = 400
+CHUNKS = 100
 BATCH = 5
-# The drain worker has a 60 s budget and drains 40 s before its end: about 15 s of flow work. With
-# one journal and one sync per batch an idle machine here compresses about 250 of these 1 KiB
-# chunks a second (4000 finished before the drain), so the job is at most about a third done
-# when the drain comes. This still depends on speed: a gated source would not (see the note).
-DRAIN_CHUNKS = 12000
+# The batch in flight when a worker is killed or drained: its first chunk's read is held by the
+# fake GitHub's proxy until the test releases it (tests/github_fake.py), so three batches are done.
+GATED_BATCH = 3
 
 
 @pytest.fixture
@@ -53,26 +53,32 @@ def test_setup_twice_changes_nothing(pool_env: dict[str, str]) -> None:
     assert "nothing changed" in output
 
 
-def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, str], tmp_path: Path) -> None:
-    """kill -9 of the busy one of two workers: the other finishes the job, it verifies, and no task retry is spent."""
+def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, str], tmp_path: Path,
+                                                           httpserver: HTTPServer) -> None:
+    """kill -9 of the busy one of two workers while batch GATED_BATCH waits at its gate: the other finishes the job,
+    it verifies, no batch is computed twice and no task retry is spent."""
     source = make_chunks(tmp_path / "source", CHUNKS, 16 * 1024)
     build_job(source, tmp_path / "reference", job="chaos")
     destination = tmp_path / "out"
-    request = {"source": [str(source)], "destination": str(destination), "job": "chaos", "batch_size": BATCH}
+    files = files_under(source, "chunks")
     workers = [start_worker(pool_env, tmp_path / f"worker-{number}.log") for number in (1, 2)]
     try:
-        flow_run_id = start_request_run(pool_env, request)
-        committed = destination / "chaos" / ".checkpoints" / "batches"
-        wait_until(lambda: committed.is_dir() and len(list(committed.iterdir())) >= 2, 180, 0.02, "two batches done")
-        kill_machine(wait_until(lambda: busy_worker(workers), 30, 0.05, "the worker running the job"))
-        done_at_kill = recipes_at(destination / "chaos")
-        assert BATCH * 2 <= len(done_at_kill) < CHUNKS
-        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the other worker to complete the run")
+        with gated_repository(httpserver, files, sorted(files)[GATED_BATCH * BATCH]) as served:
+            request = {"source": [served.location("chunks")], "access": {"github_api_url": served.api_url},
+                       "destination": str(destination), "job": "chaos", "batch_size": BATCH}
+            flow_run_id = start_request_run(pool_env, request)
+            wait_until(served.gate.reached.is_set, 180, 0.05, f"the run to reach batch {GATED_BATCH}'s gate")
+            kill_machine(wait_until(lambda: busy_worker(workers), 30, 0.05, "the worker running the job"))
+            done_at_kill = recipes_at(destination / "chaos")
+            served.gate.release()
+            wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0,
+                       "the other worker to complete the run")
     finally:
         for worker in workers:
             if worker.poll() is None:
                 kill_machine(worker)
 
+    assert len(done_at_kill) == GATED_BATCH * BATCH
     assert f"verified {CHUNKS} of {CHUNKS} items" in verify_with_cli(pool_env, destination / "chaos")
     manifest = (destination / "chaos" / "manifest.jsonl").read_bytes().splitlines()
     assert len(manifest) == len(set(manifest)) == CHUNKS
@@ -81,7 +87,7 @@ def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, s
     final = recipes_at(destination / "chaos")
     assert all(final.get(chunk_id) == line for chunk_id, line in done_at_kill.items())
     assert run_status(flow_run_id).attempts == 2
-    assert batches_redone(destination / "chaos") <= 1
+    assert batches_redone(destination / "chaos") == 0  # the gated batch never finished on the killed worker
     assert spent_task_retries(flow_run_id) == []
 
 
@@ -109,34 +115,42 @@ def test_an_idle_worker_releases_its_host_exactly_once(prefect_api: str, tmp_pat
     assert "releasing the host" in (tmp_path / "idle.log").read_text()
 
 
-def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env: dict[str, str], tmp_path: Path) -> None:
-    """A 60 s budget ends mid-job: the run is rescheduled (AwaitingRetry) and a waiting worker computes at most one batch again."""
-    source = make_chunks(tmp_path / "source", DRAIN_CHUNKS, 1024)
+def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env: dict[str, str], tmp_path: Path,
+                                                                      httpserver: HTTPServer) -> None:
+    """The budget ends while batch GATED_BATCH waits at its gate: the run is rescheduled (AwaitingRetry), and a
+    waiting worker finishes it, computing no batch again."""
+    files = files_under(make_chunks(tmp_path / "source", 40, 1024), "chunks")
     destination = tmp_path / "out"
-    parameters = {"request": {"source": [str(source)], "destination": str(destination), "job": "drain", "batch_size": 2}}
-    flow_run_id = start_deployment_run(pool_env, json.dumps(parameters))
-    first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "60s", "--drain-margin", "40s",
-                         "--check-every", "0.2s")
-    wait_until(lambda: flow_run_state(flow_run_id) == "Running", 120, 0.2, "the first worker to start the run")
-    # A second worker waits for the drained run, as on a pool with a spare runtime: a run left in the
-    # queue past --crash-after may be called dead by the no-heartbeat automation (docs/recovery.md).
-    second = start_worker(pool_env, tmp_path / "worker-2.log")
+    first = second = None
     try:
-        wait_until(lambda: ("SCHEDULED", "AwaitingRetry") in state_history(flow_run_id), 240, 0.5,
-                   "the drain to reschedule the run")
-        done_at_drain = recipes_at(destination / "drain")
-        wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the second worker to complete the run")
-        assert first.wait(timeout=240) == 0
+        with gated_repository(httpserver, files, sorted(files)[GATED_BATCH * 2]) as served:
+            request = {"source": [served.location("chunks")], "access": {"github_api_url": served.api_url},
+                       "destination": str(destination), "job": "drain", "batch_size": 2}
+            flow_run_id = start_deployment_run(pool_env, json.dumps({"request": request}))
+            # The drain comes 45 s after the worker starts: the run waits at the gate from when it gets there.
+            first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "90s", "--drain-margin", "45s",
+                                 "--check-every", "0.2s")
+            wait_until(served.gate.reached.is_set, 120, 0.2, f"the run to reach batch {GATED_BATCH}'s gate")
+            # A second worker waits for the drained run, as on a pool with a spare runtime: a run left in the
+            # queue past --crash-after may be called dead by the no-heartbeat automation (docs/recovery.md).
+            second = start_worker(pool_env, tmp_path / "worker-2.log")
+            wait_until(lambda: ("SCHEDULED", "AwaitingRetry") in state_history(flow_run_id), 240, 0.5,
+                       "the drain to reschedule the run")
+            assert first.wait(timeout=240) == 0
+            done_at_drain = recipes_at(destination / "drain")
+            served.gate.release()
+            wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0,
+                       "the second worker to complete the run")
     finally:
         for worker in (first, second):
-            if worker.poll() is None:
+            if worker is not None and worker.poll() is None:
                 kill_machine(worker)
     assert "time budget ends soon" in (tmp_path / "worker-1.log").read_text()
-    assert 0 < len(done_at_drain) < DRAIN_CHUNKS
+    assert len(done_at_drain) == GATED_BATCH * 2
     assert check_job(destination / "drain").problems == []
     drained = recipes_at(destination / "drain")
-    assert all(drained.get(chunk_id) == line for chunk_id, line in done_at_drain.items())
-    assert batches_redone(destination / "drain") <= 1, run_status(flow_run_id)
+    assert len(drained) == len(files) and all(drained.get(chunk_id) == line for chunk_id, line in done_at_drain.items())
+    assert batches_redone(destination / "drain") == 0, run_status(flow_run_id)
 
 
 def test_a_run_that_crashes_before_running_is_abandoned_at_its_last_attempt(prefect_api: str, tmp_path: Path) -> None:
