@@ -1,7 +1,7 @@
 """A GitHub repository served by pytest-httpserver through the REST endpoints colabflow reads.
 
-`gated_repository` serves one behind a FaultProxy that holds the read of one file a batch makes,
-so a test kills or drains a job while that batch is provably in flight.
+`gated_repository` serves one behind a FaultProxy that holds the reads that batches make of the
+files it names, so a test kills or drains a job while such a batch is provably in flight.
 """
 
 from __future__ import annotations
@@ -61,11 +61,17 @@ def files_under(root: Path, prefix: str) -> dict[str, bytes]:
 
 @dataclass(frozen=True)
 class GatedRepository:
-    """A served repository whose file `held` waits at `gate` when a batch reads it."""
+    """A served repository whose files held at `gates` (in the order given) wait there when a batch reads them."""
 
     repository: str
     api_url: str
-    gate: Hold
+    gates: tuple[Hold, ...]
+
+    @property
+    def gate(self) -> Hold:
+        """The gate of a repository with one held file."""
+        [gate] = self.gates
+        return gate
 
     def location(self, path: str) -> str:
         """`github://OWNER/REPO@main/PATH`, for a source."""
@@ -73,15 +79,18 @@ class GatedRepository:
 
 
 @contextmanager
-def gated_repository(server: HTTPServer, files: dict[str, bytes], held: str) -> Iterator[GatedRepository]:
-    """Serve `files`, behind a proxy (`api_url`) that lets the plan's read of `held` pass and holds the next
-    one, its batch's, until the test calls `gate.release()`; released on exit.
+def gated_repository(server: HTTPServer, files: dict[str, bytes], *held: str) -> Iterator[GatedRepository]:
+    """Serve `files`, behind a proxy (`api_url`) that lets the plan's read of each `held` file pass and holds the
+    next one, its batch's, until the test calls that gate's `release()`; all released on exit.
 
-    `held`'s bytes must be unique among `files`: the hold is on its blob.
+    Each held file's bytes must be unique among `files`: the hold is on its blob.
     """
-    data = files[held]
-    assert sum(content == data for content in files.values()) == 1, f"{held!r} shares its bytes with another file"
     repository = serve_repository(server, files)
     with fault_proxy(server.url_for("/").rstrip("/")) as proxy:
-        blob = re.escape(f"/repos/{repository}/git/blobs/{git_sha(data)}")
-        yield GatedRepository(repository, proxy.url, proxy.hold(Hold("GET", rf"^{blob}(\?|$)", skip=PLAN_READS)))
+        gates = []
+        for name in held:
+            data = files[name]
+            assert sum(content == data for content in files.values()) == 1, f"{name!r} shares its bytes with a file"
+            blob = re.escape(f"/repos/{repository}/git/blobs/{git_sha(data)}")
+            gates.append(proxy.hold(Hold("GET", rf"^{blob}(\?|$)", skip=PLAN_READS)))
+        yield GatedRepository(repository, proxy.url, tuple(gates))
