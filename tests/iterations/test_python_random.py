@@ -17,6 +17,10 @@ from tasks.iterations.python_random import (
 )
 from tests.iterations.support import prepared_folder, run_job
 
+ITERATIONS = 400
+# Set for the noisy run alone: each step then waits for a draw another thread makes while it runs.
+INTERLEAVED, OTHER_THREAD_DREW = threading.Event(), threading.Event()
+
 
 class GlobalRandomWalk:
     """A program that draws from Python's module-level `random`, as researchers' scripts do."""
@@ -25,6 +29,9 @@ class GlobalRandomWalk:
         self.position = random.random()
 
     def step(self, iteration: int) -> dict[str, float]:
+        if INTERLEAVED.is_set():
+            OTHER_THREAD_DREW.clear()
+            assert OTHER_THREAD_DREW.wait(60), f"the other thread drew nothing during step {iteration}"
         self.position += random.gauss(0.0, 1.0) + random.choice([-1, 1]) * random.random()
         return {"position": self.position}
 
@@ -42,27 +49,31 @@ def trusted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def walk_job(job: str) -> IterateJob:
-    return IterateJob(job=job, program=f"{__name__}:GlobalRandomWalk", iterations=400, checkpoint_every_iterations=50,
-                      seed=5)
+    return IterateJob(job=job, program=f"{__name__}:GlobalRandomWalk", iterations=ITERATIONS,
+                      checkpoint_every_iterations=50, seed=5)
 
 
 def test_draws_of_another_thread_during_a_run_leave_the_programs_stream_alone(tmp_path: Path) -> None:
-    """A thread that draws from `random` all through the run ends with the same state and metrics as a quiet run."""
+    """A thread that draws from `random` during every step of the run ends it with the same state and metrics as
+    a quiet run."""
     quiet = run_job(walk_job("quiet"), prepared_folder(tmp_path, "quiet"))
     done, drawn = threading.Event(), []
 
     def draw_until_done() -> None:
         while not done.is_set():
             drawn.append(random.random())
+            OTHER_THREAD_DREW.set()
 
     noisy_thread = threading.Thread(target=draw_until_done)
+    INTERLEAVED.set()
     noisy_thread.start()
     try:
         noisy = run_job(walk_job("noisy"), prepared_folder(tmp_path, "noisy"))
     finally:
+        INTERLEAVED.clear()
         done.set()
         noisy_thread.join()
-    assert drawn, "the other thread never drew"
+    assert len(drawn) >= ITERATIONS
     assert noisy.final_state_sha256 == quiet.final_state_sha256
     assert noisy.metrics == quiet.metrics
 
