@@ -182,6 +182,15 @@ def recovery_seconds(client: Any, kill: dict[str, Any]) -> float | None:
     return round(later[0].timestamp.timestamp() - kill["at"], 1) if later else None
 
 
+def error_logs(client: Any, flow_run_id: UUID) -> list[str]:
+    """The run's logs at ERROR and above, the last few, tracebacks included: why a run did not complete."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
+
+    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]), level=LogFilterLevel(ge_=40)),
+                            limit=200)
+    return [log.message[-3000:] for log in logs[-5:]]
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return round(float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]), 1) if ordered else 0.0
@@ -292,8 +301,9 @@ def measure(client: Any, jobs: list[SoakJob], run_ids: dict[str, UUID], kills: l
         "unverified": [check for check in checks if not check["verified"]],
         "stuck": sorted(name for name, state in states.items()
                         if state and (state.type.value in STUCK_STATES or state.name == "Late")),
-        "not_completed": {name: f"{state.name}: {(state.message or '')[:200]}" for name, state in states.items()
-                          if state and state.name != "Completed"},
+        "not_completed": {name: {"state": f"{state.name}: {(state.message or '')[:200]}",
+                                 "errors": error_logs(client, run_ids[name])}
+                          for name, state in states.items() if state and state.name != "Completed"},
         "p50_start_s": percentile(delays, 0.5), "p99_start_s": percentile(delays, 0.99),
         "kills": len(kills), "kills_of_busy_workers": sum(1 for kill in kills if kill["flow_run_id"]),
         "recovery_s": [value for value in recoveries if value is not None],

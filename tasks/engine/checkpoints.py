@@ -23,6 +23,8 @@ from blocks.checkpoints import CheckpointStorage
 from tasks.engine.job_folder import JobFolder, job_folder, results_folder
 from tasks.engine.kinds import batch_kind
 from tasks.engine.models import BatchResult, ItemFingerprint, JobSettings
+from tasks.errors import RemoteUnavailableError
+from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import StorageAccess
 
 # Bump when the meaning or the class path of a persisted result changes, so old checkpoints are
@@ -36,6 +38,8 @@ COMMITS_DIR_NAME = "batches"
 TASK_RUN_PREFIX = "batches"
 
 logger = logging.getLogger("colabflow.checkpoints")
+# Runs that start together race to register the checkpoint block; the loser reads the winner's row next time.
+SAVE_RACE_RETRIES = RetryPolicy(attempts=6, base_delay=0.2, max_delay=5.0)
 
 
 class BatchCommit(BaseModel):
@@ -129,5 +133,21 @@ def saved_storage(location: str, access: StorageAccess) -> CheckpointStorage:
     """
     storage = CheckpointStorage(location=location, access=access)
     digest = hashlib.sha256(f"{location}\n{access.model_dump_json()}".encode()).hexdigest()[:20]
-    storage.save(f"colabflow-checkpoints-{digest}", overwrite=True)
+    SAVE_RACE_RETRIES.run(lambda: _save_racing(storage, f"colabflow-checkpoints-{digest}"), logger)
     return storage
+
+
+def _save_racing(storage: CheckpointStorage, name: str) -> None:
+    """Save the block; a clash with another run saving at the same moment is worth another try.
+
+    Runs that start together on a server that has not seen the block yet all register its type,
+    schema and document at once, and Prefect's `Block.save` does not take losing that race: the
+    losers get 409 (ObjectAlreadyExists) or a 404 (ObjectNotFound) for a row the winner has not
+    committed yet. Once the winner's write lands, the next try reads it.
+    """
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        storage.save(name, overwrite=True)
+    except (ObjectAlreadyExists, ObjectNotFound) as clash:
+        raise RemoteUnavailableError(f"saving checkpoint block {name!r} raced another run ({type(clash).__name__})") from None
