@@ -200,7 +200,7 @@ def percentile(values: list[float], fraction: float) -> float:
 class SoakOptions:
     workers: int = 8
     jobs: int = 24
-    scale: int = 60
+    scale: int = 100
     database: str = "sqlite"
     crash_after: str = "60s"
     reschedule_after: str = "10s"
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--kill-every", type=float, default=60.0, help="seconds between kills (default 60)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--scale", type=int, default=60, help="size of each job (default 60: 2400 chunks or records)")
+    parser.add_argument("--scale", type=int, default=100, help="size of each job (default 100: 4000 chunks or records)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--json", action="store_true")
