@@ -38,8 +38,8 @@ COMMITS_DIR_NAME = "batches"
 TASK_RUN_PREFIX = "batches"
 
 logger = logging.getLogger("colabflow.checkpoints")
-# Runs that start together race to register the checkpoint block; the loser reads the winner's row next time.
-SAVE_RACE_RETRIES = RetryPolicy(attempts=6, base_delay=0.2, max_delay=5.0)
+# Runs that start together race to register the checkpoint block, and a busy server answers 503: try again.
+SAVE_RETRIES = RetryPolicy(attempts=8, base_delay=0.5, max_delay=20.0)
 
 
 class BatchCommit(BaseModel):
@@ -133,21 +133,27 @@ def saved_storage(location: str, access: StorageAccess) -> CheckpointStorage:
     """
     storage = CheckpointStorage(location=location, access=access)
     digest = hashlib.sha256(f"{location}\n{access.model_dump_json()}".encode()).hexdigest()[:20]
-    SAVE_RACE_RETRIES.run(lambda: _save_racing(storage, f"colabflow-checkpoints-{digest}"), logger)
+    SAVE_RETRIES.run(lambda: _save_once(storage, f"colabflow-checkpoints-{digest}"), logger)
     return storage
 
 
-def _save_racing(storage: CheckpointStorage, name: str) -> None:
-    """Save the block; a clash with another run saving at the same moment is worth another try.
+def _save_once(storage: CheckpointStorage, name: str) -> None:
+    """Save the block; a clash with another run saving at the same moment, or a busy server, is worth another try.
 
     Runs that start together on a server that has not seen the block yet all register its type,
     schema and document at once, and Prefect's `Block.save` does not take losing that race: the
     losers get 409 (ObjectAlreadyExists) or a 404 (ObjectNotFound) for a row the winner has not
-    committed yet. Once the winner's write lands, the next try reads it.
+    committed yet. Once the winner's write lands, the next try reads it. A server on SQLite under
+    many workers answers 503 even after the client's own retries (docs/benchmarks.md, pool soak).
     """
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
     try:
         storage.save(name, overwrite=True)
     except (ObjectAlreadyExists, ObjectNotFound) as clash:
         raise RemoteUnavailableError(f"saving checkpoint block {name!r} raced another run ({type(clash).__name__})") from None
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code < 500:
+            raise
+        raise RemoteUnavailableError(f"saving checkpoint block {name!r}: the Prefect API answered "
+                                     f"{error.response.status_code}") from None
