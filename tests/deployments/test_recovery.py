@@ -131,8 +131,8 @@ def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env:
             first = start_worker(pool_env, tmp_path / "worker-1.log", "--time-budget", "90s", "--drain-margin", "45s",
                                  "--check-every", "0.2s")
             wait_until(served.gate.reached.is_set, 120, 0.2, f"the run to reach batch {GATED_BATCH}'s gate")
-            # A second worker waits for the drained run, as on a pool with a spare runtime: a run left in the
-            # queue past --crash-after may be called dead by the no-heartbeat automation (docs/recovery.md).
+            # A second worker waits for the drained run, as on a pool with a spare runtime. (A drained run left
+            # waiting with no worker is not called dead: tests/iterations/test_iterate_pool.py.)
             second = start_worker(pool_env, tmp_path / "worker-2.log")
             wait_until(lambda: ("SCHEDULED", "AwaitingRetry") in state_history(flow_run_id), 240, 0.5,
                        "the drain to reschedule the run")
