@@ -32,6 +32,19 @@ def wait_until(condition, timeout: float, poll_interval: float = 0.1, what: str 
     raise TimeoutError(f"{what} not met within {timeout} s")
 
 
+def holds_for(condition, duration: float, what: str, detail=lambda: "", poll_interval: float = 1.0) -> None:  # type: ignore[no-untyped-def]
+    """Check `condition` every `poll_interval` seconds for `duration` seconds; fail the first time it is false.
+
+    The duration is what a test asserts over (a state that must last), not a wait for something to happen.
+    `detail` is called on failure, for the message.
+    """
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if not condition():
+            raise AssertionError(f"{what} stopped holding after {duration - (deadline - time.monotonic()):.0f} s: {detail()}")
+        time.sleep(poll_interval)
+
+
 def server_environment(home: Path, api_url: str | None = None) -> dict[str, str]:
     """Environment for a process that talks to (or is) a test server under `home`."""
     env = dict(os.environ)

@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from tests.pool import (
     start_worker,
     state_history,
 )
-from tests.servers import wait_until
+from tests.servers import holds_for, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,10 +104,9 @@ def test_a_drained_iterate_run_checkpoints_now_waits_unharmed_and_ends_exactly_o
             rescheduled = client.read_flow_run(flow_run_id).state
         assert rescheduled is not None and rescheduled.name == "AwaitingRetry", state_history(flow_run_id)
         send_heartbeat_after(last_heartbeat(prefect_api, flow_run_id), rescheduled.timestamp + timedelta(milliseconds=5))
-        watch_until = time.monotonic() + 2 * CRASH_AFTER_S
-        while time.monotonic() < watch_until:
-            assert flow_run_state(flow_run_id) == "AwaitingRetry", state_history(flow_run_id)
-            time.sleep(1.0)
+        holds_for(lambda: flow_run_state(flow_run_id) == "AwaitingRetry", 2 * CRASH_AFTER_S,
+                  "AwaitingRetry with no worker waiting",
+                  lambda: state_history(flow_run_id))
         second = start_worker(lab_env, tmp_path / "worker-2.log")
         wait_until(lambda: flow_run_state(flow_run_id) == "Completed", 300, 1.0, "the second worker to end the run")
     finally:
