@@ -14,8 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from prefect.events import Event
 
 DRAINED_EVENT = "colabflow.flow-run.drained"
 logger = logging.getLogger("colabflow.worker")
@@ -38,21 +42,28 @@ def announce_drained(flow_run_ids: Iterable[str], pool: str) -> None:
     if not ids:
         return
     try:
-        asyncio.run(_emit(ids, pool))
+        asyncio.run(_announce(ids, pool))
     except Exception as error:  # noqa: BLE001 - the drain itself has succeeded; this only spares a false crash
         logger.warning("could not send %s for %s: %s", DRAINED_EVENT, ", ".join(ids), error)
 
 
-async def _emit(flow_run_ids: list[str], pool: str) -> None:
+async def _announce(flow_run_ids: list[str], pool: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.events import Event, RelatedResource, Resource
-    from prefect.events.clients import get_events_client
 
     async with get_client() as client:
         work_pool = await client.read_work_pool(pool)
     in_pool = RelatedResource.model_validate({"prefect.resource.id": f"prefect.work-pool.{work_pool.id}",
                                               "prefect.resource.role": "work-pool", "prefect.resource.name": pool})
-    async with get_events_client() as events:
-        for flow_run_id in flow_run_ids:
-            run = Resource.model_validate({"prefect.resource.id": f"prefect.flow-run.{flow_run_id}"})
-            await events.emit(Event(event=DRAINED_EVENT, resource=run, related=[in_pool]))
+    await send_events([Event(event=DRAINED_EVENT, related=[in_pool],
+                             resource=Resource.model_validate({"prefect.resource.id": f"prefect.flow-run.{flow_run_id}"}))
+                       for flow_run_id in flow_run_ids])
+
+
+async def send_events(events: list[Event]) -> None:
+    """Send events over the Prefect API's events client; return once they are sent."""
+    from prefect.events.clients import get_events_client
+
+    async with get_events_client() as client:
+        for event in events:
+            await client.emit(event)

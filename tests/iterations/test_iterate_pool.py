@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 
 import httpx
 
+from deployments.drain_events import send_events
 from tasks.engine.job_folder import open_job_folder
 from tasks.iterations.checkpoints import checkpoint_name, read_checkpoint
 from tasks.iterations.state_digest import state_digest
@@ -63,16 +64,10 @@ def last_heartbeat(api_url: str, flow_run_id: UUID) -> dict[str, Any]:
 def send_heartbeat_after(heartbeat: dict[str, Any], occurred: Any) -> None:
     """Send `heartbeat` again, as a new event that occurred at `occurred`."""
     from prefect.events import Event
-    from prefect.events.clients import get_events_client
 
     late = Event(event=heartbeat["event"], resource=heartbeat["resource"], related=heartbeat["related"],
                  occurred=occurred, id=uuid4())
-
-    async def send() -> None:
-        async with get_events_client() as events:
-            await events.emit(late)
-
-    asyncio.run(send())
+    asyncio.run(send_events([late]))
 
 
 def test_a_drained_iterate_run_checkpoints_now_waits_unharmed_and_ends_exactly_on_another_worker(
