@@ -14,7 +14,6 @@ from flows.job_arguments import webhook_from
 from flows.map_command import parse_params
 from tasks.engine.user_code import trust_caller
 from tasks.iterations.parameters import IterateJob
-from tasks.iterations.program import load_program_class
 from tasks.storage.stores import StorageAccess
 
 
@@ -59,6 +58,10 @@ def run_iterate(arguments: argparse.Namespace, access: StorageAccess) -> int:
     """Run the iterate flow in this process and print its report; 1 when it stopped before the end."""
     request = iterate_request(arguments, access)
     trust_caller()
+    # Imported here, not at the top: the program module brings in torch (about a second), which
+    # every other colabflow command would otherwise pay on start.
+    from tasks.iterations.program import load_program_class
+
     load_program_class(request.program)  # a program that does not import fails here, not in a flow run
     from flows.iterate import iterate
     from flows.server_reaper import start_server_reaper

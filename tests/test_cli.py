@@ -157,6 +157,13 @@ def test_the_command_module_imports_no_prefect_before_main_sets_its_environment(
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+def test_the_command_module_imports_neither_torch_nor_numpy() -> None:
+    """Importing torch takes about a second; only the iterate command needs it, so no other command pays it."""
+    probe = "import sys, flows.cli; print(sorted({name.split('.')[0] for name in sys.modules} & {'torch', 'numpy'}))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def test_a_command_killed_with_sigkill_leaves_no_temporary_server_behind(tmp_path: Path) -> None:
     """The out-of-memory killer takes the command alone: its watcher stops the orphaned server, then exits."""
     (tmp_path / "lab").mkdir()
