@@ -12,6 +12,7 @@ streamed, or with its batch) is in tasks/compression/chunk_codec.py.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import lru_cache, partial
@@ -24,7 +25,6 @@ from tasks.compression.chunk_codec import (
     STREAM_THRESHOLD,
     Pending,
     compress_and_store,
-    compress_each,
     compress_together,
     read_verified,
 )
@@ -36,17 +36,19 @@ from tasks.compression.models import (
     recipe_of,
     recipe_output,
 )
+from tasks.compression.on_cores import BatchOnCores, StartedAhead, hand_to_cores
 from tasks.compression.outputs import (
+    Outcome,
     RecipeIndex,
+    finished_recipe,
     load_recipe_index,
     member_name,
-    member_size,
     put_member,
     read_journal,
     write_journal,
 )
 from tasks.compression.restore import check_folder
-from tasks.engine.cores import file_weight, map_on_cores, worth_spreading
+from tasks.engine.cores import worth_spreading
 from tasks.engine.item_attempts import attempt_item, io_thread_count, item_retry_policy
 from tasks.engine.job_folder import (
     JobFolder,
@@ -63,6 +65,7 @@ from tasks.engine.models import (
     JobSettings,
 )
 from tasks.engine.verify import JobCheck
+from tasks.errors import CoreWorkerError
 from tasks.gpu.oom_backoff import BatchSizeMemory
 from tasks.storage.local import LocalStore
 from tasks.storage.locations import is_local
@@ -71,6 +74,8 @@ from tasks.storage.retries import RetryPolicy
 from tasks.storage.stores import StorageAccess
 
 KIND_NAME = "compression"
+
+logger = logging.getLogger("colabflow.compression")
 
 
 def prepare_job(
@@ -98,24 +103,6 @@ def prepare_job_task(
     return prepare_job(destination, job, codec_choice, level, access, results)
 
 
-def finished_recipe(
-    index: RecipeIndex, folder: JobFolder, chunk: ItemFingerprint, output: tuple[str, str, int]
-) -> Recipe | None:
-    """The chunk's recipe if the folder already holds this exact output.
-
-    `output` is the codec name, codec version and level the recipe must name.
-    """
-    recipe = index.get(chunk.item_id)
-    if (
-        recipe is None
-        or recipe.original_sha256 != chunk.sha256
-        or (recipe.codec, recipe.codec_version, recipe.level) != output
-        or member_size(folder, chunk.item_id) != recipe.compressed_size
-    ):
-        return None
-    return recipe
-
-
 def batch_codec(settings: JobSettings) -> Codec:
     """The job's codec; a GPU codec remembers its out-of-memory backoff on result storage.
 
@@ -129,8 +116,19 @@ def batch_codec(settings: JobSettings) -> Codec:
 
 
 def compress_batch(batch: list[ItemFingerprint], settings: JobSettings) -> BatchResult:
-    """Fetch, compress and upload a batch. A chunk that keeps failing becomes a failure; the rest complete."""
-    return compress_batch_with(batch, settings, batch_codec(settings), job_folder(settings))
+    """Fetch, compress and upload a batch. A chunk that keeps failing becomes a failure; the rest complete.
+
+    A batch the cores took ahead (`CompressionKind.read_ahead`) is collected from them; when a
+    worker died meanwhile, the batch is compressed again now, by new workers.
+    """
+    folder = job_folder(settings)
+    ahead = STARTED_AHEAD.take(batch, settings)
+    if ahead is not None:
+        try:
+            return batch_result(folder, batch, ahead.outcomes())
+        except CoreWorkerError as error:
+            logger.warning("compressing the batch again: %s", error)
+    return compress_batch_with(batch, settings, batch_codec(settings), folder)
 
 
 def compress_batch_with(
@@ -147,19 +145,20 @@ def compress_batch_with(
     chunk_policy = policy or item_retry_policy()
     index = run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
     if spreads_on_cores(batch, codec, folder):
-        outcomes = compress_on_cores(batch, codec, folder, index, settings.access, chunk_policy)
+        outcomes = hand_to_cores(batch, codec, folder, index, settings.access, chunk_policy).outcomes()
     else:
         outcomes = compress_in_threads(batch, codec, folder, index, settings.access, chunk_policy)
+    return batch_result(folder, batch, outcomes)
+
+
+def batch_result(folder: JobFolder, batch: list[ItemFingerprint], outcomes: list[Outcome]) -> BatchResult:
+    """Write the journal of the batch's finished chunks, which marks them done, and describe the batch."""
     write_journal(folder, batch, [item[0] for item in outcomes if isinstance(item, tuple)])
     return BatchResult(
         outputs=[recipe_output(item[0], member_name(item[0].chunk_id)) for item in outcomes if isinstance(item, tuple)],
         failures=[item for item in outcomes if isinstance(item, ItemFailure)],
         found_at_destination=[item[0].chunk_id for item in outcomes if isinstance(item, tuple) and item[1]],
     )
-
-
-Outcome = tuple[Recipe, bool] | ItemFailure
-"""A chunk's recipe and whether the folder already held it, or its failure."""
 
 
 def spreads_on_cores(batch: list[ItemFingerprint], codec: Codec, folder: JobFolder) -> bool:
@@ -170,23 +169,17 @@ def spreads_on_cores(batch: list[ItemFingerprint], codec: Codec, folder: JobFold
     )
 
 
-def compress_on_cores(
-    batch: list[ItemFingerprint], codec: Codec, folder: JobFolder, index: RecipeIndex, access: StorageAccess,
-    policy: RetryPolicy,
-) -> list[Outcome]:
-    """Skip the chunks the folder holds, then compress the rest in worker processes, one slice per core."""
-    output = (codec.name, codec.version, codec.level)
-    found = [attempt_item(chunk.item_id, lambda: finished_recipe(index, folder, chunk, output), policy) for chunk in batch]
-    todo = [chunk for chunk, existing in zip(batch, found) if existing is None]
-    done = iter(map_on_cores(partial(compress_each, codec, folder, access, policy), todo, file_weight))
-    outcomes: list[Outcome] = []
-    for existing in found:
-        if existing is None:
-            compressed = next(done)
-            outcomes.append(compressed if isinstance(compressed, ItemFailure) else (compressed, False))
-        else:
-            outcomes.append(existing if isinstance(existing, ItemFailure) else (existing, True))
-    return outcomes
+def start_ahead(settings: JobSettings, batch: list[ItemFingerprint]) -> BatchOnCores | None:
+    """Hand a coming batch to the cores when it is one they would compress; None otherwise."""
+    codec, folder = batch_codec(settings), job_folder(settings)
+    if not spreads_on_cores(batch, codec, folder):
+        return None
+    index = run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
+    try:
+        return hand_to_cores(batch, codec, folder, index, settings.access, item_retry_policy())
+    except CoreWorkerError as error:
+        logger.warning("not compressing ahead, the batch runs in its turn: %s", error)
+        return None
 
 
 def compress_in_threads(
@@ -238,6 +231,9 @@ class CompressionKind:
     def run_batch(self, batch: list[ItemFingerprint], settings: JobSettings) -> BatchResult:
         return compress_batch(batch, settings)
 
+    def read_ahead(self, batches: list[list[ItemFingerprint]], settings: JobSettings) -> None:
+        STARTED_AHEAD.keep(batches, settings, partial(start_ahead, settings))
+
     def find_finished(self, item: ItemFingerprint, settings: JobSettings) -> ItemOutput | None:
         options = CodecOptions.of(settings)
         folder = job_folder(settings)
@@ -269,4 +265,5 @@ def run_recipe_index(folder: JobFolder, started_at: datetime) -> RecipeIndex:
     return load_recipe_index(folder)
 
 
+STARTED_AHEAD = StartedAhead()
 JOB_KIND = CompressionKind()

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tasks.compression.models import Recipe
 from tasks.engine.item_ids import validate_item_id
 from tasks.engine.job_folder import JobFolder
-from tasks.engine.models import ItemFingerprint
+from tasks.engine.models import ItemFailure, ItemFingerprint
 from tasks.errors import CorruptOutputError
 from tasks.storage.stores import read_optional
 
@@ -100,6 +100,10 @@ def member_size(folder: JobFolder, chunk_id: str) -> int | None:
     return None if info is None else info.size
 
 
+Outcome = tuple[Recipe, bool] | ItemFailure
+"""A chunk's recipe and whether the folder already held it, or its failure."""
+
+
 @dataclass(frozen=True)
 class RecipeIndex:
     """Every recipe a job folder holds, by chunk id: from its journals, or per chunk in older folders."""
@@ -120,6 +124,24 @@ class RecipeIndex:
         if found is not None:
             return found
         return read_recipe(self.folder, chunk_id) if chunk_id in self.per_chunk else None
+
+
+def finished_recipe(
+    index: RecipeIndex, folder: JobFolder, chunk: ItemFingerprint, output: tuple[str, str, int]
+) -> Recipe | None:
+    """The chunk's recipe if the folder already holds this exact output.
+
+    `output` is the codec name, codec version and level the recipe must name.
+    """
+    recipe = index.get(chunk.item_id)
+    if (
+        recipe is None
+        or recipe.original_sha256 != chunk.sha256
+        or (recipe.codec, recipe.codec_version, recipe.level) != output
+        or member_size(folder, chunk.item_id) != recipe.compressed_size
+    ):
+        return None
+    return recipe
 
 
 def load_recipe_index(folder: JobFolder) -> RecipeIndex:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import queue
 import signal
 import sys
-from typing import BinaryIO
+import threading
+from typing import Any, BinaryIO
 
 
 def import_modules(names: list[str]) -> list[str]:
@@ -24,22 +26,45 @@ def import_modules(names: list[str]) -> list[str]:
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    """Answer requests until the parent closes the pipe."""
-    while True:
-        try:
-            function, argument = pickle.load(requests)
-        except EOFError:
-            return
-        try:
-            reply = (True, function(argument))
-        except Exception as error:  # noqa: BLE001 - the parent raises it
-            reply = (False, error)
+    """Answer requests, in order, until the parent closes the pipe.
+
+    A thread reads the requests as they come, so the parent can send the next one while this
+    one runs: it would block otherwise, once both pipes are full (a reply and a request larger
+    than a pipe's buffer), each process waiting for the other to read. A request that cannot be
+    read is answered with its error, and the worker stops: what follows it in the pipe is lost.
+    """
+    waiting: queue.Queue[tuple[bool, Any] | None] = queue.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                waiting.put((True, pickle.load(requests)))
+            except EOFError:
+                waiting.put(None)
+                return
+            except Exception as error:  # noqa: BLE001 - the parent raises it
+                waiting.put((False, error))
+                return
+
+    threading.Thread(target=read, name="colabflow-core-requests", daemon=True).start()
+    while (request := waiting.get()) is not None:
+        readable, content = request
+        if readable:
+            function, argument = content
+            try:
+                reply = (True, function(argument))
+            except Exception as error:  # noqa: BLE001 - the parent raises it
+                reply = (False, error)
+        else:
+            reply = (False, content)
         try:
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as error:  # noqa: BLE001 - a result or error that cannot travel is described
             data = pickle.dumps((False, RuntimeError(f"a worker's reply could not be sent: {error!r}")))
         replies.write(data)
         replies.flush()
+        if not readable:
+            return
 
 
 def main() -> None:

@@ -22,8 +22,9 @@ import pickle
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tasks.engine.core_worker import import_modules
 from tasks.errors import CoreWorkerError
@@ -74,8 +75,17 @@ def file_weight(item: HasSize) -> int:
     return item.size + FILE_COST_BYTES
 
 
+class _Reply:
+    """A reply a worker owes: empty until it is read, in the order the requests were sent."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: tuple[bool, Any] | None = None
+
+
 class _Worker:
-    """One child process that runs `function(argument)` pairs read from its stdin."""
+    """One child process that runs `function(argument)` pairs read from its stdin, in order."""
 
     def __init__(self) -> None:
         paths = [path or os.getcwd() for path in sys.path]
@@ -83,27 +93,29 @@ class _Worker:
             [sys.executable, "-m", "tasks.engine.core_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
         )
-        self.unread = 0  # replies to requests nobody waits for (imports ahead of time)
+        self.owed: deque[_Reply] = deque()
 
-    def send(self, function: Callable[[Any], Any], argument: Any) -> None:
+    def send(self, function: Callable[[Any], Any], argument: Any) -> _Reply:
         assert self.process.stdin is not None
         try:
             pickle.dump((function, argument), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self.process.stdin.flush()
         except BrokenPipeError:
             raise self._died() from None
-
-    def receive(self) -> tuple[bool, Any]:
-        """Whether the last call returned, and its result or the exception it raised."""
-        assert self.process.stdout is not None
-        try:
-            while self.unread:
-                pickle.load(self.process.stdout)
-                self.unread -= 1
-            reply: tuple[bool, Any] = pickle.load(self.process.stdout)
-        except EOFError:
-            raise self._died() from None
+        reply = _Reply()
+        self.owed.append(reply)
         return reply
+
+    def receive(self, reply: _Reply) -> tuple[bool, Any]:
+        """Whether the request of `reply` returned, and its result or exception; earlier replies are read first."""
+        assert self.process.stdout is not None
+        while reply.value is None:
+            try:
+                value = pickle.load(self.process.stdout)
+            except EOFError:
+                raise self._died() from None
+            self.owed.popleft().value = value
+        return reply.value
 
     def _died(self) -> CoreWorkerError:
         return CoreWorkerError(
@@ -125,32 +137,58 @@ _workers: list[_Worker] = []
 _workers_lock = threading.Lock()
 
 
-def map_on_cores(
+class CoreCall(Generic[R]):
+    """A function running over items on the cores (`submit_on_cores`); `result` waits for it.
+
+    A call whose result nobody asks for costs only its work: its replies are read, and dropped,
+    when a later call's are.
+    """
+
+    def __init__(self, parts: list[tuple[_Worker, _Reply]]) -> None:
+        self._parts = parts
+
+    def result(self) -> list[R]:
+        """The results in the items' order; the function's own exception, or CoreWorkerError, is raised here."""
+        with _workers_lock:
+            try:
+                replies = [worker.receive(reply) for worker, reply in self._parts]
+            except CoreWorkerError:
+                _close_workers()
+                raise
+        for succeeded, value in replies:
+            if not succeeded:
+                raise value
+        return [result for _, part in replies for result in part]
+
+
+def submit_on_cores(
     function: Callable[[list[T]], list[R]], items: Sequence[T], weight: Callable[[T], int] = lambda item: 1
-) -> list[R]:
-    """`function` over `items`, one slice per core in worker processes; results in the items' order.
+) -> CoreCall[R]:
+    """Start `function` over `items`, one slice per core in worker processes, and return at once.
 
     Each slice holds about the same total `weight` (bytes, say), so the cores finish together.
+    A worker takes its requests in order, so a call submitted while another runs starts as soon
+    as that one ends, and the caller can do its own work meanwhile.
 
     `function` must be importable by name from a module that does not import Prefect (a worker
-    imports it), and take and return picklable values. Callers take turns.
+    imports it), and take and return picklable values.
     """
     with _workers_lock:
         slices = split_evenly(items, core_count(), weight)
         while len(_workers) < len(slices):
             _workers.append(_Worker())
-        workers = _workers[:len(slices)]
         try:
-            for worker, part in zip(workers, slices):
-                worker.send(function, part)
-            replies = [worker.receive() for worker in workers]
+            return CoreCall([(worker, worker.send(function, part)) for worker, part in zip(_workers, slices)])
         except CoreWorkerError:
             _close_workers()
             raise
-    for succeeded, value in replies:
-        if not succeeded:
-            raise value
-    return [result for _, part in replies for result in part]
+
+
+def map_on_cores(
+    function: Callable[[list[T]], list[R]], items: Sequence[T], weight: Callable[[T], int] = lambda item: 1
+) -> list[R]:
+    """`function` over `items` on the cores (`submit_on_cores`), waited for; results in the items' order."""
+    return submit_on_cores(function, items, weight).result()
 
 
 def start_on_cores(modules: list[str]) -> None:
@@ -169,7 +207,6 @@ def start_on_cores(modules: list[str]) -> None:
                 worker.send(import_modules, modules)
             except CoreWorkerError:
                 continue
-            worker.unread += 1
 
 
 @atexit.register

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasks.engine import cores
-from tasks.engine.cores import map_on_cores, split_evenly
+from tasks.engine.cores import map_on_cores, split_evenly, submit_on_cores
 from tasks.errors import CoreWorkerError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,11 @@ def kill_self_on(victim: int, numbers: list[int]) -> list[int]:
     if victim in numbers:
         os.kill(os.getpid(), signal.SIGKILL)
     return numbers
+
+
+def megabyte_each(items: list[bytes]) -> list[bytes]:
+    """A reply larger than a pipe's buffer: a megabyte an item."""
+    return [bytes(1024 * 1024) for _ in items]
 
 
 @pytest.fixture
@@ -76,6 +81,28 @@ def test_an_error_in_a_worker_is_raised_here_and_the_workers_stay_usable(two_cor
     with pytest.raises(ValueError, match="seven is not allowed here"):
         map_on_cores(fail_on_seven, list(range(10)))
     assert map_on_cores(square_each, [2, 3, 4]) == [4, 9, 16]
+
+
+def test_calls_submitted_together_each_get_their_own_results(two_cores: None) -> None:
+    """Workers take requests in order; each call's results are its own, whichever is asked for first."""
+    first = submit_on_cores(square_each, list(range(50)))
+    second = submit_on_cores(square_each, list(range(50, 90)))
+    assert second.result() == [number * number for number in range(50, 90)]
+    assert first.result() == [number * number for number in range(50)]
+
+
+def test_a_call_nobody_asks_about_does_not_disturb_the_next(two_cores: None) -> None:
+    """The replies of a forgotten call are read and dropped when a later call's are."""
+    submit_on_cores(square_each, list(range(40)))
+    assert map_on_cores(square_each, [5, 6, 7]) == [25, 36, 49]
+
+
+@pytest.mark.timeout(60)
+def test_a_large_request_sent_while_a_large_reply_waits_does_not_deadlock(two_cores: None) -> None:
+    """A megabyte request sent before a megabyte reply is read: both pipes full, yet both calls end."""
+    first = submit_on_cores(megabyte_each, [b"", b""])
+    second = submit_on_cores(megabyte_each, [bytes(1024 * 1024), bytes(1024 * 1024)])
+    assert [len(reply) for reply in first.result() + second.result()] == [1024 * 1024] * 4
 
 
 def test_a_worker_killed_mid_call_is_named_and_replaced(two_cores: None) -> None:
