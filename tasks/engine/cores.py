@@ -191,6 +191,12 @@ def map_on_cores(
     return submit_on_cores(function, items, weight).result()
 
 
+def worker_pids() -> list[int]:
+    """The process ids of the worker processes now running, as a chaos test needs them to kill one."""
+    with _workers_lock:
+        return [worker.process.pid for worker in _workers]
+
+
 def start_on_cores(modules: list[str]) -> None:
     """Start the workers now and have them import `modules`, without waiting for either.
 

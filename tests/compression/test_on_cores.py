@@ -146,8 +146,8 @@ def test_a_batch_whose_worker_died_ahead_is_compressed_again(
     blocked.unlink()
     os.mkfifo(blocked)
     JOB_KIND.read_ahead(batches[:1], settings)
-    for worker in list(cores._workers):
-        os.kill(worker.process.pid, signal.SIGKILL)
+    for pid in cores.worker_pids():
+        os.kill(pid, signal.SIGKILL)
     blocked.unlink()
     blocked.write_bytes(content)
 
