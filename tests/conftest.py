@@ -19,6 +19,15 @@ from tests.servers import prefect_server  # noqa: E402
 SAMPLE = Path(__file__).parent / "data" / "sample"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the `slow` tests first, so their files start first and overlap the short ones.
+
+    xdist hands out whole files (`--dist loadfile`) in this order (`--no-loadscope-reorder`);
+    its own order, most tests first, left the slow files, which hold one or two tests, for the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """A real `prefect server start` shared by the session; the settings point at it."""

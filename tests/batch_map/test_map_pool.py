@@ -83,6 +83,7 @@ def final_state(flow_run_id: UUID) -> tuple[str, str]:
     return state.name or "", state.message or ""
 
 
+@pytest.mark.slow
 def test_the_pool_refuses_code_outside_its_allowlist_and_job_variables_cannot_widen_it(
     map_pool: dict[str, str], tmp_path: Path,
 ) -> None:
@@ -111,6 +112,7 @@ def test_the_pool_refuses_code_outside_its_allowlist_and_job_variables_cannot_wi
     assert not proof.exists()
 
 
+@pytest.mark.slow
 def test_a_map_job_killed_on_one_worker_is_finished_by_another_redoing_at_most_one_batch(
     map_pool: dict[str, str], tmp_path: Path,
 ) -> None:

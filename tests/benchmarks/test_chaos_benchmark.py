@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_chaos_benchmark_loses_nothing_after_one_kill() -> None:
     """One kill of the worker mid-job: the run completes with nothing lost, duplicated or changed."""
     completed = subprocess.run(

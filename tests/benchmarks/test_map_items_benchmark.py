@@ -27,6 +27,7 @@ OVERLAP_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_map_benchmark_prints_every_figure_and_checks_its_outputs() -> None:
     """A small run ends with one JSON line: every figure, typed, outputs verified, reruns that ran no batch."""
     completed = subprocess.run(

@@ -33,6 +33,7 @@ def fake_stdlib(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_tree_benchmark_prints_every_figure_and_checks_its_output() -> None:
     """A 60-file run ends with one JSON line: every key, 60 files, gzip -t passed, positive ratios."""
     completed = subprocess.run(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.pool_soak import Pool, SoakOptions, Submitted, run_soak
 from tests.iterations.gated import write_gated_program
 from tests.servers import wait_until
@@ -19,6 +21,7 @@ GATE = 300
 ITERATE_JOB = "soak-02"  # the kinds in turn: compress, map, iterate, analyze
 
 
+@pytest.mark.slow
 def test_a_mixed_pool_on_postgres_loses_nothing_when_a_worker_is_killed(tmp_path: Path) -> None:
     """Three workers, a job of each kind, the iterative job's worker killed mid-run: every job completes and
     verifies, nothing is lost or duplicated, no run is left Running, Pending or Late, and PostgreSQL holds

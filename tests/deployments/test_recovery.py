@@ -53,6 +53,7 @@ def test_setup_twice_changes_nothing(pool_env: dict[str, str]) -> None:
     assert "nothing changed" in output
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_at_most_the_batch_in_flight(pool_env: dict[str, str], tmp_path: Path,
                                                            httpserver: HTTPServer) -> None:
     """kill -9 of the busy one of two workers while batch GATED_BATCH waits at its gate: the other finishes the job,
@@ -115,6 +116,7 @@ def test_an_idle_worker_releases_its_host_exactly_once(prefect_api: str, tmp_pat
     assert "releasing the host" in (tmp_path / "idle.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env: dict[str, str], tmp_path: Path,
                                                                       httpserver: HTTPServer) -> None:
     """The budget ends while batch GATED_BATCH waits at its gate: the run is rescheduled (AwaitingRetry), and a
@@ -153,6 +155,7 @@ def test_a_worker_at_the_end_of_its_budget_drains_and_the_run_moves_on(pool_env:
     assert batches_redone(destination / "drain") == 0, run_status(flow_run_id)
 
 
+@pytest.mark.slow
 def test_a_run_that_crashes_before_running_is_abandoned_at_its_last_attempt(prefect_api: str, tmp_path: Path) -> None:
     """--max-attempts 1, an entrypoint that cannot import: one crash before Running, then Abandoned for good."""
     env = server_environment(tmp_path / "client-home", prefect_api)

@@ -54,6 +54,7 @@ def kill_at(command: list[str], env: dict[str, str], iteration: int, gate: Path)
     assert process.wait() == -signal.SIGKILL and gate.read_text() == str(iteration)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_a_run_killed_three_times_ends_exactly_as_an_uninterrupted_one(
     example: str, prefect_api: str, tmp_path: Path

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.iterations.conftest import CRASH_AFTER_S, EVERY, GATE, ITERATIONS
 from tests.iterations.gated import write_gated_program
 from tests.pool import (
@@ -18,6 +20,7 @@ from tests.pool import (
 from tests.servers import holds_for, wait_until
 
 
+@pytest.mark.slow
 def test_heartbeats_keep_a_healthy_run_alive_for_more_than_three_times_crash_after(
     lab_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import pytest
 
 from deployments.drain_events import send_events
 from tasks.engine.job_folder import open_job_folder
@@ -70,6 +71,7 @@ def send_heartbeat_after(heartbeat: dict[str, Any], occurred: Any) -> None:
     asyncio.run(send_events([late]))
 
 
+@pytest.mark.slow
 def test_a_drained_iterate_run_checkpoints_now_waits_unharmed_and_ends_exactly_on_another_worker(
     lab_env: dict[str, str], prefect_api: str, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from pytest_httpserver import HTTPServer
 
 from tasks.storage.gcs import GcsStore
@@ -85,6 +86,7 @@ def assert_resumed(report: dict[str, object], chunks: int, done_at_kill: int, ch
     assert report["batches_reused"] == checkpointed
 
 
+@pytest.mark.slow
 def test_a_job_killed_on_one_machine_finishes_on_another_redoing_one_batch(tmp_path: Path, httpserver: HTTPServer) -> None:
     """github:// to gs://: killed while batch 3 waits at its gate, resumed on a fresh machine, verified and read back."""
     chunks, batch = 120, 10
@@ -147,6 +149,7 @@ def checkpoints_on(drive: FakeDrive) -> int:
     return count(drive, lambda name: name.startswith("batch-"))
 
 
+@pytest.mark.slow
 def test_a_job_killed_on_one_machine_finishes_on_another_from_google_drive(tmp_path: Path,
                                                                            httpserver: HTTPServer) -> None:
     """github:// to gdrive://: killed while batch 3 waits at its gate, resumed on a fresh machine, verified on Drive."""
