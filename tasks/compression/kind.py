@@ -143,7 +143,7 @@ def compress_batch_with(
     so the GPU sees a batch, not one chunk at a time.
     """
     chunk_policy = policy or item_retry_policy()
-    index = run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
+    index = batch_recipes(folder, settings, batch)
     if spreads_on_cores(batch, codec, folder):
         outcomes = hand_to_cores(batch, codec, folder, index, settings.access, chunk_policy).outcomes()
     else:
@@ -174,7 +174,7 @@ def start_ahead(settings: JobSettings, batch: list[ItemFingerprint]) -> BatchOnC
     codec, folder = batch_codec(settings), job_folder(settings)
     if not spreads_on_cores(batch, codec, folder):
         return None
-    index = run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
+    index = batch_recipes(folder, settings, batch)
     try:
         return hand_to_cores(batch, codec, folder, index, settings.access, item_retry_policy())
     except CoreWorkerError as error:
@@ -253,6 +253,11 @@ class CompressionKind:
 
     def verify(self, folder: JobFolder, access: StorageAccess) -> JobCheck:
         return check_folder(folder)
+
+
+def batch_recipes(folder: JobFolder, settings: JobSettings, batch: list[ItemFingerprint]) -> RecipeIndex:
+    """The recipes a batch may reuse: the run's index, with the batch's own journal looked up first."""
+    return run_recipe_index(folder, settings.started_at).with_recipes(read_journal(folder, batch))
 
 
 @lru_cache(maxsize=8)
